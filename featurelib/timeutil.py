@@ -1,0 +1,56 @@
+"""Time units and conversions.
+
+Every timestamp inside this project is an integer count of **microseconds since
+the Unix epoch, UTC** (``int`` in Python, ``int64`` in numpy and Arrow). Parquet
+columns carry the same value as ``timestamp[us, tz=UTC]``. Integer time keeps
+window arithmetic exact: ``T - w`` never rounds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+MICROSECOND = 1
+MILLISECOND = 1_000
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+UTC = timezone.utc
+
+
+def to_us(value: datetime | pd.Timestamp | str | int) -> int:
+    """Convert a datetime-like value to epoch microseconds (naive values are UTC)."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(UTC)
+    return int(ts.value // 1_000)
+
+
+def from_us(us: int) -> datetime:
+    """Epoch microseconds to an aware UTC ``datetime`` (exact, no float rounding)."""
+    return pd.Timestamp(int(us) * 1_000, tz=UTC).to_pydatetime()
+
+
+def now_us() -> int:
+    """The current wall-clock time in epoch microseconds."""
+    return to_us(datetime.now(UTC))
+
+
+def format_us(us: int) -> str:
+    """ISO-8601 UTC text with microseconds, e.g. ``2026-11-26T14:29:21.000123Z``."""
+    return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_duration(us: int) -> str:
+    """A short human form of a duration given in microseconds: ``5m``, ``24h``, ``1.5s``."""
+    for unit, name in ((DAY, "d"), (HOUR, "h"), (MINUTE, "m"), (SECOND, "s")):
+        if us >= unit and us % unit == 0:
+            return f"{us // unit}{name}"
+    return f"{us / SECOND:g}s"

@@ -1,0 +1,339 @@
+"""Health checks of a feature repository: the library behind ``feature_utils.py validate``.
+
+``validate(repo)`` runs five checks and returns a ``Report``:
+
+1. **registry**: the file registry loads; what it holds and when it was last updated.
+2. **redis**: the online store answers ``PING``; round-trip time and server version.
+3. **definitions**: the objects defined in the repository's Python files are exactly
+   the registered ones (Feast's own ``plan`` computes the difference).
+4. **offline sources**: every feature view's Parquet file is readable and has the
+   join keys, ``event_timestamp`` and every feature with the declared type.
+5. **online data**: for the entities most recently active offline, the online store
+   holds values of every feature view; how old they are.
+
+A check ends ``ok``, ``warn`` or ``fail``; the report fails when any check fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast import FeatureStore, FeatureView
+from feast.diff.property_diff import TransitionType
+from feast.repo_contents import RepoContents
+from feast.type_map import feast_value_type_to_pa
+
+from featurelib.repo import feature_refs, quiet, redis_client, registry_file
+from featurelib.timeutil import format_us, now_us, to_us
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    summary: str
+    details: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    repo: str
+    project: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "project": self.project, "ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+    def render(self) -> str:
+        lines = [f"Feature store validation: {self.repo} (project {self.project})"]
+        for c in self.checks:
+            lines.append(f"  {MARK[c.status]} {c.name:<16} {c.summary}")
+            lines += [f"       {d}" for d in c.details]
+        failures = sum(c.status == FAIL for c in self.checks)
+        warnings = sum(c.status == WARN for c in self.checks)
+        lines.append(f"Result: {'OK' if self.ok else 'FAILED'} ({failures} failed, {warnings} warnings)")
+        return "\n".join(lines)
+
+
+def _guard(name: str, fn: Callable[[], Check]) -> Check:
+    """Run a check; an exception becomes a failed check with its message."""
+    try:
+        return fn()
+    except Exception as exc:  # a check must report, not crash the report
+        return Check(name, FAIL, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def check_registry(store: FeatureStore) -> Check:
+    path = registry_file(store)
+    if not path.is_file():
+        return Check("registry", FAIL, f"{path} not found: run `feast apply`")
+    with quiet():
+        proto = store.registry.proto()
+    counts = {
+        "entities": len(store.list_entities()), "feature_views": len(store.list_feature_views()),
+        "on_demand_feature_views": len(store.list_on_demand_feature_views()),
+        "feature_services": len(store.list_feature_services()), "data_sources": len(store.list_data_sources()),
+    }
+    updated = proto.last_updated.ToDatetime(tzinfo=timezone.utc) if proto.HasField("last_updated") else None
+    summary = (f"{path.name}: {counts['entities']} entities, {counts['feature_views']} feature views, "
+               f"{counts['on_demand_feature_views']} on-demand views, {counts['feature_services']} services")
+    if updated:
+        summary += f" (updated {updated:%Y-%m-%d %H:%M:%S} UTC)"
+    return Check("registry", OK, summary, data={**counts, "path": str(path),
+                                                 "updated": updated.isoformat() if updated else None})
+
+
+def check_redis(store: FeatureStore, pings: int = 5) -> Check:
+    client = redis_client(store)
+    rtts = []
+    for _ in range(pings):
+        started = time.perf_counter()
+        client.ping()
+        rtts.append((time.perf_counter() - started) * 1000)
+    version = client.info("server").get("redis_version", "?")
+    rtt = statistics.median(rtts)
+    where = store.config.online_store.connection_string.split(",")[0]
+    return Check("redis", OK, f"{where} answers PING in {rtt:.2f} ms (median of {pings}; Redis {version})",
+                 data={"address": where, "rtt_ms": round(rtt, 3), "version": version})
+
+
+@contextlib.contextmanager
+def _inside_repo(repo: Path) -> Iterator[None]:
+    """Feast imports definition files by their path relative to the working directory."""
+    cwd, path = os.getcwd(), list(sys.path)
+    before = set(sys.modules)
+    os.chdir(repo)
+    sys.path.insert(0, str(repo))
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = path
+        # Forget definition modules imported here: another repo may define the same names.
+        for name in set(sys.modules) - before:
+            if getattr(sys.modules[name], "__file__", "") and str(repo) in str(sys.modules[name].__file__):
+                del sys.modules[name]
+
+
+def code_definitions(repo: Path) -> RepoContents:
+    """What ``feast apply`` would register from the repository's Python files."""
+    from feast.repo_operations import parse_repo
+
+    with _inside_repo(repo), quiet():
+        return parse_repo(repo)
+
+
+def _clear_meta(message: Any) -> None:
+    for fd, value in message.ListFields():
+        if fd.name == "meta":
+            message.ClearField("meta")
+        elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
+            for item in (value if fd.is_repeated else [value]):
+                _clear_meta(item)
+
+
+def _without_meta(value: Any) -> Any:
+    """A copy of a proto message with every nested ``meta`` field cleared."""
+    if not hasattr(value, "DESCRIPTOR"):
+        return value
+    copy = type(value)()
+    copy.CopyFrom(value)
+    _clear_meta(copy)
+    return copy
+
+
+def _material(diff) -> list[str]:
+    """Properties that really differ. Feast 0.67's plan compares the data sources embedded in a
+    feature view including their ``meta`` (created/updated timestamps), so right after
+    ``feast apply`` every view shows up as "Updated"; such differences are not drift."""
+    return [p.property_name for p in diff.feast_object_property_diffs
+            if _without_meta(p.val_existing) != _without_meta(p.val_declared)]
+
+
+def check_definitions(store: FeatureStore) -> Check:
+    from feast.project import Project
+
+    contents = code_definitions(Path(store.repo_path))
+    if not contents.projects:  # as the `feast plan` CLI does
+        contents.projects.append(Project(name=store.project))
+    with quiet():
+        registry_diff, _, _ = store.plan(contents)
+    drift = [d for d in registry_diff.feast_object_diffs if d.transition_type != TransitionType.UNCHANGED
+             and (d.transition_type != TransitionType.UPDATE or _material(d))]
+    total = len(registry_diff.feast_object_diffs)
+    if not drift:
+        return Check("definitions", OK, f"code and registry agree ({total} objects)", data={"objects": total, "drift": []})
+    verbs = {TransitionType.CREATE: "defined in code, not registered", TransitionType.DELETE: "registered, not in code",
+             TransitionType.UPDATE: "differs"}
+    details, data = [], []
+    for d in drift:
+        kind = d.feast_object_type.value if hasattr(d.feast_object_type, "value") else str(d.feast_object_type)
+        props = _material(d) if d.transition_type == TransitionType.UPDATE else []
+        details.append(f"{kind} {d.name}: {verbs.get(d.transition_type, d.transition_type.name)}"
+                       + (f" ({', '.join(props)})" if props else ""))
+        data.append({"type": kind, "name": d.name, "change": d.transition_type.name, "properties": props})
+    return Check("definitions", FAIL, f"{len(drift)} of {total} objects drifted: run `feast plan`, then `feast apply`",
+                 details, {"objects": total, "drift": data})
+
+
+def _arrow_type(feast_dtype) -> pa.DataType:
+    return feast_value_type_to_pa(feast_dtype.to_value_type())
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_large_string(actual):
+        actual = pa.string()
+    if pa.types.is_large_list(actual) or pa.types.is_list(actual):
+        return (pa.types.is_list(expected) and _compatible(actual.value_type, expected.value_type))
+    if pa.types.is_timestamp(expected):
+        return pa.types.is_timestamp(actual)
+    return actual.equals(expected)
+
+
+def offline_path(store: FeatureStore, view: FeatureView) -> Path:
+    path = Path(view.batch_source.path)
+    return path if path.is_absolute() else Path(store.repo_path) / path
+
+
+def check_offline(store: FeatureStore) -> Check:
+    details, data, problems = [], {}, []
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        path = offline_path(store, view)
+        if not path.is_file():
+            problems.append(f"{view.name}: {path} does not exist")
+            continue
+        meta = pq.ParquetFile(path)
+        schema = meta.schema_arrow
+        ts_field = view.batch_source.timestamp_field
+        expected = {jk: pa.string() for jk in view.join_keys} | {f.name: _arrow_type(f.dtype) for f in view.features}
+        wrong = [f"{n} missing" for n in [*expected, ts_field] if n not in schema.names]
+        wrong += [f"{n} is {schema.field(n).type}, expected {t}" for n, t in expected.items()
+                  if n in schema.names and not _compatible(schema.field(n).type, t)]
+        if ts_field in schema.names and not pa.types.is_timestamp(schema.field(ts_field).type):
+            wrong.append(f"{ts_field} is {schema.field(ts_field).type}, expected a timestamp")
+        if wrong:
+            problems.append(f"{view.name}: " + "; ".join(wrong))
+            continue
+        lo, hi = duckdb.execute(f"SELECT min({ts_field}), max({ts_field}) FROM read_parquet('{path.as_posix()}')").fetchone()
+        rows = meta.metadata.num_rows
+        data[view.name] = {"path": str(path), "rows": rows, "min": str(lo), "max": str(hi)}
+        details.append(f"{view.name:<22} {rows:>11,} rows, {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} UTC"
+                       if lo is not None else f"{view.name:<22} empty")
+    if problems:
+        return Check("offline sources", FAIL, f"{len(problems)} source(s) unusable", problems + details,
+                     {"views": data, "problems": problems})
+    return Check("offline sources", OK, f"{len(data)} Parquet files readable with the expected schema", details,
+                 {"views": data})
+
+
+def recent_entities(store: FeatureStore, view: FeatureView, n: int, at_us: int | None = None) -> list[str]:
+    """The ``n`` entities of ``view`` with the latest offline rows at or before ``at_us`` (default: now)."""
+    key = view.join_keys[0]
+    at = format_us(at_us if at_us is not None else now_us())
+    rows = duckdb.execute(
+        f"SELECT {key} FROM read_parquet('{offline_path(store, view).as_posix()}') "
+        f"WHERE event_timestamp <= TIMESTAMPTZ '{at}' GROUP BY {key} ORDER BY max(event_timestamp) DESC, {key} "
+        f"LIMIT {int(n)}").fetchall()
+    return [r[0] for r in rows]
+
+
+def online_values(store: FeatureStore, view: FeatureView, ids: list[str]) -> list[dict[str, Any]]:
+    """Per entity: ``{"values": {feature: value}, "present": bool, "event_us": int | None}``."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    key = view.join_keys[0]
+    with quiet():
+        response = store.get_online_features(features=feature_refs(view), entity_rows=[{key: i} for i in ids])
+    proto = response.proto
+    names = list(proto.metadata.feature_names.val)
+    table = response.to_dict()
+    out = []
+    for row in range(len(ids)):
+        present, stamps = False, []
+        for col, result in zip(names, proto.results):
+            if col == key:
+                continue
+            if result.statuses[row] == FieldStatus.PRESENT:
+                present = True
+            ts = result.event_timestamps[row]
+            if ts.seconds or ts.nanos:
+                stamps.append(ts.seconds * 1_000_000 + ts.nanos // 1_000)
+        out.append({"values": {f.name: table[f.name][row] for f in view.features}, "present": present,
+                    "event_us": max(stamps) if stamps else None})
+    return out
+
+
+def check_online(store: FeatureStore, sample: int = 50) -> Check:
+    details, data, empty = [], {}, []
+    now = now_us()
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        if not offline_path(store, view).is_file():
+            empty.append(view.name)
+            continue
+        ids = recent_entities(store, view, sample, now)
+        if not ids:
+            details.append(f"{view.name:<22} no offline rows yet")
+            continue
+        rows = online_values(store, view, ids)
+        present = [r for r in rows if r["present"]]
+        ages = sorted((now - r["event_us"]) / 1e6 for r in present if r["event_us"] is not None)
+        data[view.name] = {"sampled": len(ids), "present": len(present),
+                           "newest_age_s": round(ages[0], 3) if ages else None,
+                           "oldest_age_s": round(ages[-1], 3) if ages else None}
+        if not present:
+            empty.append(view.name)
+            details.append(f"{view.name:<22} 0/{len(ids)} recently active entities have online values")
+        else:
+            details.append(f"{view.name:<22} {len(present)}/{len(ids)} present, newest {_age(ages[0])} old, "
+                           f"oldest {_age(ages[-1])} old")
+    if empty:
+        return Check("online data", FAIL, f"no online values for {', '.join(empty)}: run `feast materialize-incremental`",
+                     details, {"views": data})
+    partial = [v for v, d in data.items() if d["present"] < d["sampled"]]
+    status = WARN if partial else OK
+    summary = (f"{len(data)} views have online values" if not partial
+               else f"{len(data)} views have online values; some recent entities are missing in {', '.join(partial)}")
+    return Check("online data", status, summary, details, {"views": data})
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
+def validate(store: FeatureStore) -> Report:
+    checks = [_guard("registry", lambda: check_registry(store))]
+    registry_ok = checks[0].status != FAIL
+    checks.append(_guard("redis", lambda: check_redis(store)))
+    redis_ok = checks[-1].status != FAIL
+    if registry_ok:
+        checks.append(_guard("definitions", lambda: check_definitions(store)))
+        checks.append(_guard("offline sources", lambda: check_offline(store)))
+        if redis_ok:
+            checks.append(_guard("online data", lambda: check_online(store)))
+    return Report(str(store.repo_path), store.project, checks)
+
+
+__all__ = ["validate", "Report", "Check", "code_definitions", "online_values", "recent_entities", "to_us"]
