@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
+from featurelib.paths import REPO_ROOT, features_dir, raw_dir
 
 EVENT_ID = {s.TRANSACTIONS: "txn_id", s.CLICKSTREAM: "event_id"}
 EVENT_COLUMNS = {
@@ -97,7 +99,7 @@ def build_view(
     raw_dir: Path,
     out_path: Path,
     *,
-    chunk_rows: int = 2_000_000,
+    chunk_rows: int = 250_000,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ViewBuild:
@@ -109,15 +111,18 @@ def build_view(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     events = rows = 0
-    with pq.ParquetWriter(tmp, output_schema(view), compression="zstd") as writer:
-        for chunk in _entity_chunks(_sorted_batches(view, files, 500_000, threads), view.join_key, chunk_rows):
-            table = compute_view(view, chunk, presorted=True)
-            writer.write_table(table, row_group_size=1_000_000)
-            events += chunk.num_rows
-            rows += table.num_rows
-            if progress:
-                progress(f"{view.name}: {events:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
-    tmp.replace(out_path)
+    try:
+        with pq.ParquetWriter(tmp, output_schema(view), compression="zstd") as writer:
+            for chunk in _entity_chunks(_sorted_batches(view, files, 500_000, threads), view.join_key, chunk_rows):
+                table = compute_view(view, chunk, presorted=True)
+                writer.write_table(table, row_group_size=1_000_000)
+                events += chunk.num_rows
+                rows += table.num_rows
+                if progress:
+                    progress(f"{view.name}: {events:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return ViewBuild(view.name, events, rows, time.perf_counter() - started, out_path)
 
 
@@ -126,9 +131,51 @@ def build_all(
     features_dir: Path,
     views: Iterable[str] | None = None,
     *,
+    workers: int = 1,
     progress: Callable[[str], None] | None = None,
     **kwargs,
 ) -> list[ViewBuild]:
-    """Build the Parquet file ``features_dir/<view>.parquet`` of every (or the named) view."""
+    """Build the Parquet file ``features_dir/<view>.parquet`` of every (or the named) view.
+
+    With ``workers > 1`` views are built in that many processes at once (progress is then
+    reported per finished view).
+    """
     names = list(views) if views is not None else list(s.VIEWS)
-    return [build_view(s.VIEWS[n], raw_dir, features_dir / f"{n}.parquet", progress=progress, **kwargs) for n in names]
+    unknown = sorted(set(names) - set(s.VIEWS))
+    if unknown:
+        raise ValueError(f"unknown feature view(s) {', '.join(unknown)}; known: {', '.join(s.VIEWS)}")
+    jobs = [(s.VIEWS[n], raw_dir, features_dir / f"{n}.parquet") for n in names]
+    if workers <= 1:
+        return [build_view(*job, progress=progress, **kwargs) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(build_view, *job, **kwargs): job[0].name for job in jobs}
+        for future in as_completed(futures):
+            build = future.result()
+            results[build.view] = build
+            if progress:
+                progress(f"{build.view}: {build.events:,} events -> {build.rows:,} rows ({build.seconds:.1f}s)")
+    return [results[n] for n in names]
+
+
+@click.command()
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True,
+              help="Feature repository whose data/raw is read and data/features written.")
+@click.option("--view", "views", multiple=True, type=click.Choice(list(s.VIEWS)),
+              help="Build only this view (repeatable). Default: all.")
+@click.option("--workers", default=1, show_default=True, help="Views built in parallel processes.")
+def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
+    """Recompute feature rows from raw events: data/raw -> data/features/<view>.parquet.
+
+    Run it after new raw events land (generated, or landed by a stream), then
+    `feast materialize-incremental` to load the online store.
+    """
+    for b in build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo):
+        click.echo(f"{b.view:<22} {b.events:>11,} events -> {b.rows:>12,} rows in {b.seconds:6.2f}s "
+                   f"({b.events / max(b.seconds, 1e-9):,.0f} events/s) -> {b.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -79,8 +79,9 @@ def _view_section(view: FeatureView, repo: Path) -> list[str]:
 
 def _odfv_section(odfv: OnDemandFeatureView) -> list[str]:
     sources = [f"`{p.name}` ({', '.join(f'`{f.name}`' for f in p.features)})"
-               for p in odfv.source_feature_view_projections.values()]
-    requests = [f"`{r.name}` ({', '.join(f'`{f.name}`' for f in r.schema)})" for r in odfv.source_request_sources.values()]
+               for p in sorted(odfv.source_feature_view_projections.values(), key=lambda p: p.name)]
+    requests = [f"`{r.name}` ({', '.join(f'`{f.name}`' for f in r.schema)})"
+                for r in sorted(odfv.source_request_sources.values(), key=lambda r: r.name)]
     rows = []
     for f in odfv.features:
         tag = f"{ODFV_DOC_PREFIX}{f.name}."

@@ -138,7 +138,7 @@ class _Chunk:
         return np.asarray(pc.is_in(self.column(name), pa.array(sorted(values))).fill_null(False), dtype=np.int64)
 
     def ints(self, name: str) -> np.ndarray:
-        return np.asarray(self.column(name).fill_null(0).to_numpy(), dtype=np.int64)
+        return np.asarray(self.column(name).cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
 
     def pairs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Group events by (entity, value): returns (order, pair code per sorted event,
@@ -382,6 +382,39 @@ def sort_events(view: s.ViewSemantics, events: pa.Table) -> pa.Table:
     return events.sort_by([(c, "ascending") for c in [view.join_key, *SORT_KEYS[view.events]]])
 
 
+def _split(view: s.ViewSemantics, events: pa.Table, entity: np.ndarray, t: np.ndarray,
+           since_us: int | None, until_us: int | None) -> pa.Table:
+    """Compute a chunk too large for composite int64 keys in two halves.
+
+    Several entities: split at an entity boundary. One entity: split its time at ``m``.
+    A value at ``T`` depends only on events in ``(T - max_offset, T]`` (every window,
+    session horizon and "latest event" lookup reaches back at most the largest change
+    offset), and every change point ``T >= m`` comes from an event at or after
+    ``m - max_offset``. So rows before ``m`` come from the events before ``m``, and rows
+    from ``m`` on from the events from ``m - max_offset`` on: exact, not approximate.
+    """
+    def part(rows: slice, lo: int | None, hi: int | None) -> pa.Table:
+        since = lo if since_us is None else max(since_us, lo) if lo is not None else since_us
+        until = hi if until_us is None else min(until_us, hi) if hi is not None else until_us
+        return compute_view(view, events.slice(rows.start, rows.stop - rows.start), presorted=True,
+                            since_us=since, until_us=until)
+
+    n = len(t)
+    if entity[0] != entity[-1]:
+        mid = int(np.searchsorted(entity, entity[n // 2]))
+        if mid == 0:
+            mid = int(np.searchsorted(entity, entity[0], "right"))
+        return pa.concat_tables([part(slice(0, mid), None, None), part(slice(mid, n), None, None)])
+    lookback = max(view.change_offsets)
+    m = int(t[n // 2])
+    before = int(np.searchsorted(t, m, "left"))
+    after = int(np.searchsorted(t, m - lookback, "left"))
+    if before == 0 or after == 0:
+        raise ValueError(f"{view.join_key} {events.column(view.join_key)[0]} has {n:,} events within "
+                         f"{(int(t[-1]) - int(t[0])) / 3.6e9:.1f} h: too dense to compute exactly in one chunk")
+    return pa.concat_tables([part(slice(0, before), None, m - 1), part(slice(after, n), m, None)])
+
+
 def compute_view(
     view: s.ViewSemantics,
     events: pa.Table,
@@ -410,13 +443,7 @@ def compute_view(
     t0 = int(t.min())
     span = int(t.max()) - t0 + max(view.change_offsets) + 1
     if (len(t) + 1) * span >= _KEY_LIMIT:
-        mid = int(np.searchsorted(entity, entity[len(t) // 2]))  # split at an entity boundary
-        if mid == 0:
-            mid = int(np.searchsorted(entity, entity[0], "right"))
-        parts = [events.slice(0, mid), events.slice(mid)]
-        return pa.concat_tables(
-            [compute_view(view, p, presorted=True, since_us=since_us, until_us=until_us) for p in parts if p.num_rows]
-        )
+        return _split(view, events, entity, t, since_us, until_us)
     chunk = _Chunk(table=events, entity=entity, t=t, t0=t0, span=span)
     tl, aggregates = _AGGREGATES[view.name](chunk)
     row_entity, row_t = _timeline_rows(chunk, tl)

@@ -18,8 +18,8 @@ Clickstream events belong to sessions of users on their devices: page views
 (with dwell time and scroll depth), clicks, cart adds and purchases.
 
 The ids used in the README always exist and have activity in the last hour
-before ``end``: ``card_12345`` (owned by ``user_1001``, with a velocity burst
-ending a minute before ``end``), ``card_67890`` (steady activity over the last
+before ``end``: ``card_12345`` (owned by ``user_1001``, spending every ~3 hours
+over the last day, then a velocity burst ending a minute before ``end``), ``card_67890`` (steady activity over the last
 six hours) and ``user_1001`` (a session in progress at ``end``).
 """
 
@@ -29,13 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featurelib.paths import REPO_ROOT, raw_dir
 from featurelib.semantics import HIGH_RISK_MERCHANT_CATEGORIES
-from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, now_us
+from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, now_us, to_us
 
 SHOWCASE_CARDS = ("card_12345", "card_67890")
 SHOWCASE_USER = "user_1001"
@@ -275,7 +277,13 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
 
     # Showcase cards used by the README examples.
     c12345 = np.flatnonzero(pop.card_ids == "card_12345")
-    if c12345.size:
+    if c12345.size:  # steady spending every ~3 hours over the last day...
+        t = end - np.arange(1, 10) * 3 * HOUR + rng.integers(0, 20 * MINUTE, 9)
+        merchants = rng.integers(0, pop.merchant_ids.size, t.size)
+        cols.add(card=np.repeat(c12345, t.size), t=t, merchant=merchants, amount=_amounts(rng, pop, merchants, 2_500, 0.8),
+                 country=np.repeat(pop.card_home_country[c12345], t.size),
+                 device=_user_devices(pop, rng, np.repeat(pop.card_user[c12345], t.size)), pattern=np.zeros(t.size, np.int8))
+        # ...then a velocity burst from a new device, ending a minute before `end`.
         t = end - MINUTE - np.sort(rng.integers(0, 4 * MINUTE, 9))[::-1]
         merchants = _merchants_in(rng, pop, {"electronics", "gift_cards"}, t.size)
         cols.add(card=np.repeat(c12345, t.size), t=t, merchant=merchants, amount=_amounts(rng, pop, merchants, 9_000, 0.5),
@@ -402,3 +410,25 @@ def generate(cfg: GeneratorConfig, raw_dir: Path, progress: Callable[[str], None
     write_table(generate_transactions(cfg, progress), out["transactions"])
     write_table(generate_clickstream(cfg, progress), out["clickstream"])
     return out
+
+
+@click.command()
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True,
+              help="Feature repository; events go to its data/raw.")
+@click.option("--cards", default=5_000, show_default=True, help="Number of cards (users = cards / 1.4).")
+@click.option("--days", default=7.0, show_default=True, help="Days of history.")
+@click.option("--end", default=None, help="Last instant (ISO-8601, UTC). Default: now.")
+@click.option("--seed", default=42, show_default=True)
+def main(repo: Path, cards: int, days: float, end: str | None, seed: int) -> None:
+    """Generate seeded synthetic transactions and clickstream events into data/raw.
+
+    Replaces data/raw/{transactions,clickstream}/generated.parquet; other partitions
+    (events landed by a stream) are left alone.
+    """
+    cfg = GeneratorConfig(n_cards=cards, days=days, seed=seed, **({"end_us": to_us(end)} if end else {}))
+    for kind, path in generate(cfg, raw_dir(repo), progress=click.echo).items():
+        click.echo(f"{kind}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,8 @@ commands work with nothing set, and passwords never sit in the repository.
 which has no default syntax and leaves an unset ``${VAR}`` as literal text; a
 value that still contains ``${`` is treated as unset here.)
 
-Importing this module also applies ``_patch_registry_dump_for_python_odfvs``:
-Feast imports it for every ``feast`` command, because the configuration names it.
+Importing this module also applies ``featurelib.feast_compat``: Feast imports it for
+every ``feast`` command, because the configuration names it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import re
 from feast.infra.online_stores.redis import RedisOnlineStore as FeastRedisOnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig as FeastRedisOnlineStoreConfig
 from pydantic import Field, StrictStr, field_validator
+
+from featurelib import feast_compat
 
 DEFAULT_CONNECTION_STRING = "localhost:6379"
 CONNECTION_ENV = "REDIS_CONNECTION_STRING"
@@ -50,25 +52,4 @@ class RedisOnlineStore(FeastRedisOnlineStore):
     """Feast's ``RedisOnlineStore`` configured by ``RedisOnlineStoreConfig``."""
 
 
-def _patch_registry_dump_for_python_odfvs() -> None:
-    """Make ``feast registry-dump`` work with ``mode="python"`` on-demand views (Feast 0.67).
-
-    ``BaseRegistry.to_dict`` special-cases ``PandasTransformation`` and
-    ``SubstraitTransformation``; any other transformation falls into a branch that
-    writes ``odfv_dict["spec"]["featureTransformation"]["substraitPlan"]["body"]``.
-    A Python transformation is serialized as ``userDefinedFunction`` only, so that key
-    does not exist and every dump raises ``KeyError: 'substraitPlan'``. The isinstance
-    check reads the module global ``PandasTransformation``; widening it to include
-    ``PythonTransformation`` sends Python views down the branch that dumps their source
-    (``udf_string``), which is what a dump should show. Nothing else in that module uses
-    the name. A no-op once Feast handles Python transformations itself.
-    """
-    from feast.infra.registry import base_registry
-    from feast.transformation.pandas_transformation import PandasTransformation
-    from feast.transformation.python_transformation import PythonTransformation
-
-    if base_registry.PandasTransformation is PandasTransformation:
-        base_registry.PandasTransformation = (PandasTransformation, PythonTransformation)  # type: ignore[assignment]
-
-
-_patch_registry_dump_for_python_odfvs()
+feast_compat.apply()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore, FeatureView
 
-from featurelib.repo import UserError, entity, quiet, views_of
+from featurelib.repo import UserError, entity, quiet, require_redis, views_of
 from featurelib.timeutil import format_us, now_us
 from featurelib.validation import offline_path, online_values
 
@@ -139,6 +139,7 @@ def validate_pit(store: FeatureStore, entity_type: str, entity_id: str, features
     ent = entity(store, entity_type)
     views = views_of(store, ent.name)
     wanted = _select(views, features)
+    require_redis(store)
     now = now_us()
     checks = []
     for view in views:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def redis_server_binary() -> str:
@@ -42,10 +45,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def probe_client(host: str, port: int, password: str | None = None, timeout: float = 0.5, ssl: bool = False) -> redis.Redis:
+    """A client that fails fast: no retries (redis-py retries with backoff by default)."""
+    return redis.Redis(host=host, port=port, password=password, socket_timeout=timeout, ssl=ssl,
+                       socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
 def ping(host: str, port: int, password: str | None = None, timeout: float = 0.5) -> bool:
     try:
-        return bool(redis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
-                                socket_connect_timeout=timeout).ping())
+        return bool(probe_client(host, port, password, timeout).ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -76,6 +84,12 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
 
+    def pid(self) -> int | None:
+        if self.process is not None and not self.daemon:
+            return self.process.pid
+        pidfile = self.workdir / "redis.pid"
+        return int(pidfile.read_text().strip()) if pidfile.exists() else None
+
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -97,8 +111,11 @@ class RedisServer:
         raise RuntimeError(f"redis-server ({self.binary}) did not start on port {self.port}: {detail.strip()}")
 
     def stop(self) -> None:
-        with contextlib.suppress(redis.RedisError, OSError):
-            self.client().shutdown(nosave=True)
+        """SIGTERM: redis-server shuts down cleanly (it saves nothing, as configured)."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         if self.process is not None and not self.daemon:
             try:
                 self.process.wait(timeout=5)

@@ -78,3 +78,23 @@ def redis_client(store: FeatureStore):
     provider = store._get_provider()
     online = provider.online_store
     return online._get_client(store.config.online_store)
+
+
+def redis_address(store: FeatureStore) -> str:
+    return store.config.online_store.connection_string.split(",")[0]
+
+
+def require_redis(store: FeatureStore, timeout: float = 2.0) -> None:
+    """Fail fast, with a ``UserError``, when the online store's Redis does not answer.
+
+    (redis-py retries with backoff by default, which turns "down" into a long wait.)"""
+    from featurelib.online_store import RedisOnlineStore
+    from featurelib.redis_server import probe_client
+
+    nodes, params = RedisOnlineStore._parse_connection_string(store.config.online_store.connection_string)
+    try:
+        probe_client(nodes[0]["host"], int(nodes[0]["port"]), params.get("password"), timeout,
+                     ssl=bool(params.get("ssl", False))).ping()
+    except Exception as exc:
+        raise UserError(f"cannot reach Redis at {redis_address(store)} ({str(exc).splitlines()[0]}); "
+                        "set REDIS_CONNECTION_STRING or start redis-server") from None

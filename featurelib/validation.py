@@ -35,7 +35,7 @@ from feast.diff.property_diff import TransitionType
 from feast.repo_contents import RepoContents
 from feast.type_map import feast_value_type_to_pa
 
-from featurelib.repo import feature_refs, quiet, redis_client, registry_file
+from featurelib.repo import feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
 from featurelib.timeutil import format_us, now_us, to_us
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -104,6 +104,7 @@ def check_registry(store: FeatureStore) -> Check:
 
 
 def check_redis(store: FeatureStore, pings: int = 5) -> Check:
+    require_redis(store)
     client = redis_client(store)
     rtts = []
     for _ in range(pings):
@@ -112,7 +113,7 @@ def check_redis(store: FeatureStore, pings: int = 5) -> Check:
         rtts.append((time.perf_counter() - started) * 1000)
     version = client.info("server").get("redis_version", "?")
     rtt = statistics.median(rtts)
-    where = store.config.online_store.connection_string.split(",")[0]
+    where = redis_address(store)
     return Check("redis", OK, f"{where} answers PING in {rtt:.2f} ms (median of {pings}; Redis {version})",
                  data={"address": where, "rtt_ms": round(rtt, 3), "version": version})
 
@@ -258,7 +259,10 @@ def recent_entities(store: FeatureStore, view: FeatureView, n: int, at_us: int |
 
 
 def online_values(store: FeatureStore, view: FeatureView, ids: list[str]) -> list[dict[str, Any]]:
-    """Per entity: ``{"values": {feature: value}, "present": bool, "event_us": int | None}``."""
+    """Per entity: ``{"values": {feature: value}, "present": bool, "event_us": int | None}``.
+
+    ``present`` means the online store holds a row for the entity: a PRESENT status with an
+    event timestamp (``event_us``, the latest over the view's features)."""
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
     key = view.join_keys[0]
@@ -273,11 +277,10 @@ def online_values(store: FeatureStore, view: FeatureView, ids: list[str]) -> lis
         for col, result in zip(names, proto.results):
             if col == key:
                 continue
-            if result.statuses[row] == FieldStatus.PRESENT:
-                present = True
             ts = result.event_timestamps[row]
-            if ts.seconds or ts.nanos:
+            if ts.seconds or ts.nanos:  # Feast's built-in store says PRESENT for missing entities, with no time
                 stamps.append(ts.seconds * 1_000_000 + ts.nanos // 1_000)
+                present = present or result.statuses[row] == FieldStatus.PRESENT
         out.append({"values": {f.name: table[f.name][row] for f in view.features}, "present": present,
                     "event_us": max(stamps) if stamps else None})
     return out

@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   run the main job end to end
+#   make test   run the test suite (ruff + pytest)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test lint docs bench redis-stop clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"' \
+		|| { echo "error: $(PYTHON) is missing or older than 3.10" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+demo: $(VENV)/.runtime
+	$(PY) -m featurelib.demo
+
+test: $(VENV)/.dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+
+docs: $(VENV)/.runtime
+	$(PY) feature_utils.py docs --output-file docs/FEATURES.md
+
+bench: $(VENV)/.runtime
+	$(PY) bench/backfill.py
+
+# Stops the private redis-server that `make demo` starts when nothing answers on :6379.
+redis-stop:
+	@if [ -f data/redis/redis.pid ]; then kill "$$(cat data/redis/redis.pid)" && rm -f data/redis/redis.pid && echo "stopped"; \
+	 else echo "no private redis-server running"; fi
+
+clean:
+	rm -rf data/raw data/features data/registry.db .pytest_cache

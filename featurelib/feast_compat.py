@@ -1,0 +1,69 @@
+"""Two narrow fixes for Feast 0.67 behaviour that this repository's users would trip over.
+
+``featurelib.online_store`` applies them on import. Feast imports that module for every
+``feast`` command and every ``FeatureStore`` of this repository, because
+``feature_store.yaml`` names it as the online store, so the fixes are always in place.
+Each is tested (``tests/test_feast_compat.py``) and documented in ``docs/FEAST_NOTES.md``.
+"""
+
+from __future__ import annotations
+
+from feast.errors import FeastObjectNotFoundException
+
+
+class UnknownFeatureError(FeastObjectNotFoundException, KeyError):
+    """A feature reference names a view that has no such feature.
+
+    Still a ``KeyError`` (what Feast raised before), and now a ``FeastError`` too, so
+    ``feast serve`` answers 404 with this message instead of 500.
+    """
+
+    def __init__(self, feature: str, view: str):
+        self.__overridden_message__ = f"Feature {feature} not found in feature view {view}"
+        super().__init__(self.__overridden_message__)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.__overridden_message__
+
+
+def _registry_dump_handles_python_odfvs() -> None:
+    """``feast registry-dump`` crashes with ``KeyError: 'substraitPlan'`` on any
+    ``mode="python"`` on-demand view.
+
+    ``BaseRegistry.to_dict`` special-cases ``PandasTransformation`` and
+    ``SubstraitTransformation``; every other transformation falls into a branch that
+    writes ``["featureTransformation"]["substraitPlan"]["body"]``. A Python
+    transformation is serialized as ``userDefinedFunction`` only, so the key is missing.
+    The isinstance check reads the module global ``PandasTransformation`` (used nowhere
+    else in that module); widening it to include ``PythonTransformation`` sends Python
+    views down the branch that dumps their source, which is what a dump should show.
+    """
+    from feast.infra.registry import base_registry
+    from feast.transformation.pandas_transformation import PandasTransformation
+    from feast.transformation.python_transformation import PythonTransformation
+
+    if base_registry.PandasTransformation is PandasTransformation:
+        base_registry.PandasTransformation = (PandasTransformation, PythonTransformation)  # type: ignore[assignment]
+
+
+def _unknown_feature_is_not_found() -> None:
+    """``FeatureViewProjection.get_feature`` raises a bare ``KeyError`` for an unknown
+    feature, which ``feast serve`` turns into HTTP 500; raise ``UnknownFeatureError``."""
+    from feast.feature_view_projection import FeatureViewProjection
+
+    if getattr(FeatureViewProjection.get_feature, "_featurelib", False):
+        return
+
+    def get_feature(self, feature_name: str):
+        for f in self.features:
+            if f.name == feature_name:
+                return f
+        raise UnknownFeatureError(feature_name, self.name_to_use())
+
+    get_feature._featurelib = True  # type: ignore[attr-defined]
+    FeatureViewProjection.get_feature = get_feature  # type: ignore[method-assign]
+
+
+def apply() -> None:
+    _registry_dump_handles_python_odfvs()
+    _unknown_feature_is_not_found()

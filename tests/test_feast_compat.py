@@ -1,0 +1,29 @@
+"""The two Feast 0.67 fixes in featurelib/feast_compat.py (see docs/FEAST_NOTES.md)."""
+
+from __future__ import annotations
+
+import pytest
+from feast import Field
+from feast.errors import FeastError
+from feast.feature_view_projection import FeatureViewProjection
+from feast.infra.registry import base_registry
+from feast.transformation.python_transformation import PythonTransformation
+from feast.types import Int64
+
+import featurelib.online_store  # noqa: F401  (applies the fixes, as Feast's config loading does)
+from featurelib.feast_compat import UnknownFeatureError
+
+
+def test_unknown_feature_is_a_keyerror_and_a_404() -> None:
+    projection = FeatureViewProjection(name="v", name_alias=None, desired_features=[], features=[Field(name="a", dtype=Int64)])
+    assert projection.get_feature("a").name == "a"
+    with pytest.raises(KeyError) as info:
+        projection.get_feature("b")
+    assert isinstance(info.value, UnknownFeatureError) and isinstance(info.value, FeastError)
+    assert info.value.http_status_code() == 404
+    assert str(info.value) == "Feature b not found in feature view v"
+
+
+def test_registry_dump_treats_python_transformations_like_pandas_ones() -> None:
+    assert isinstance(base_registry.PandasTransformation, tuple)
+    assert PythonTransformation in base_registry.PandasTransformation

@@ -1,0 +1,83 @@
+"""The repository as Feast sees it: the CLI commands and the seed README's Python examples."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from tests.conftest import Repo, run
+
+VIEWS = {"transaction_stats_5m", "card_profile_24h", "device_activity_24h", "user_engagement_5m", "session_activity"}
+
+
+def test_plan_lists_no_change_after_apply(feature_repo: Repo) -> None:
+    out = run(["feast", "plan"], feature_repo.path).stdout
+    assert "Created" not in out and "Deleted" not in out
+    assert "No changes to infrastructure" in out
+
+
+def test_feature_views_and_entities_list(feature_repo: Repo) -> None:
+    views = run(["feast", "feature-views", "list"], feature_repo.path).stdout
+    for name in VIEWS | {"transaction_request_features"}:
+        assert name in views
+    entities = run(["feast", "entities", "list"], feature_repo.path).stdout
+    for name in ("card", "user", "device", "session"):
+        assert f"{name} " in entities
+
+
+def test_registry_dump_includes_the_python_on_demand_view(feature_repo: Repo) -> None:
+    dump = json.loads(run(["feast", "registry-dump"], feature_repo.path).stdout)
+    assert {v["spec"]["name"] for v in dump["featureViews"]} == VIEWS
+    (odfv,) = dump["onDemandFeatureViews"]
+    assert odfv["spec"]["mode"] == "python"
+    assert "def transaction_request_features" in odfv["spec"]["featureTransformation"]["userDefinedFunction"]["body"]
+    assert {s["spec"]["name"] for s in dump["featureServices"]} == {"fraud_detection", "personalization"}
+
+
+def test_seed_online_example(feature_repo: Repo) -> None:
+    from feast import FeatureStore
+
+    fs = FeatureStore(repo_path=str(feature_repo.path))
+    fraud_features = fs.get_online_features(
+        features=[
+            "transaction_stats_5m:txn_count_5m",
+            "transaction_stats_5m:amount_avg_5m",
+            "transaction_stats_5m:velocity_score",
+        ],
+        entity_rows=[{"card_id": "card_12345"}],
+    ).to_dict()
+    assert fraud_features["card_id"] == ["card_12345"]
+    offline = pd.read_parquet(feature_repo.path / "data/features/transaction_stats_5m.parquet")
+    latest = offline[(offline.card_id == "card_12345") & (offline.event_timestamp <= pd.Timestamp(feature_repo.materialized_at))].iloc[-1]
+    assert fraud_features["txn_count_5m"] == [latest.txn_count_5m]
+    assert fraud_features["velocity_score"] == [latest.velocity_score]
+
+
+def test_seed_historical_example(feature_repo: Repo) -> None:
+    from feast import FeatureStore
+
+    fs = FeatureStore(repo_path=str(feature_repo.path))
+    entity_df = pd.DataFrame([
+        {"card_id": "card_12345", "event_timestamp": datetime.now() - timedelta(hours=1)},
+        {"card_id": "card_67890", "event_timestamp": datetime.now() - timedelta(hours=2)},
+    ])
+    training_data = fs.get_historical_features(
+        entity_df=entity_df,
+        features=["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:velocity_score"],
+    ).to_df()
+    assert training_data.shape == (2, 4)
+    assert training_data["txn_count_5m"].notna().all()
+
+
+def test_feature_service_with_request_data(feature_repo: Repo) -> None:
+    store = feature_repo.store()
+    now_us = int(pd.Timestamp.now(tz="UTC").value // 1000)
+    row = {"card_id": "card_12345", "device_id": "device_100000", "txn_amount": 100.0, "txn_country": "ZZ",
+           "txn_merchant_category": "crypto", "txn_unix_us": now_us}
+    out = store.get_online_features(features=store.get_feature_service("fraud_detection"), entity_rows=[row]).to_dict()
+    assert out["is_new_country_24h"] == [True]
+    assert out["is_high_risk_merchant"] == [True]
+    assert out["minutes_since_last_txn"][0] is not None and out["minutes_since_last_txn"][0] >= 0
+    assert out["amount_vs_avg_5m_ratio"][0] == 100.0 / out["amount_avg_5m"][0]
