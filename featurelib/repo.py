@@ -88,10 +88,10 @@ def require_redis(store: FeatureStore, timeout: float = 2.0) -> None:
     """Fail fast, with a ``UserError``, when the online store's Redis does not answer.
 
     (redis-py retries with backoff by default, which turns "down" into a long wait.)"""
-    from featurelib.online_store import RedisOnlineStore
+    from featurelib.online_store import connection_params
     from featurelib.redis_server import probe_client
 
-    nodes, params = RedisOnlineStore._parse_connection_string(store.config.online_store.connection_string)
+    nodes, params = connection_params(store.config.online_store)
     try:
         probe_client(nodes[0]["host"], int(nodes[0]["port"]), params.get("password"), timeout,
                      ssl=bool(params.get("ssl", False))).ping()

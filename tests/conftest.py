@@ -105,9 +105,13 @@ TINY = GeneratorConfig(n_cards=60, days=1, seed=9, end_us=SMALL.end_us)
 
 
 def set_project(repo: Path, project: str) -> None:
-    """Give a repository copy its own Feast project, so its online keys cannot collide with others'."""
+    """Give a repository copy its own Feast project and key prefix, so its online keys cannot
+    collide with another copy's in the shared private Redis."""
     yaml = repo / "feature_store.yaml"
-    yaml.write_text(yaml.read_text().replace("project: realtime_features", f"project: {project}"))
+    text = yaml.read_text().replace("project: realtime_features", f"project: {project}")
+    text = text.replace("  type: featurelib.online_store.RedisHashOnlineStore",
+                        f"  type: featurelib.online_store.RedisHashOnlineStore\n  key_prefix: {project}")
+    yaml.write_text(text)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from featurelib.generate import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA, write_ta
 from featurelib.repo import load_store
 from featurelib.timeutil import DAY, MINUTE, SECOND, to_us
 from featurelib.training import training_frame
-from tests.conftest import copy_repo, run
+from tests.conftest import copy_repo, run, set_project
 
 T = to_us("2026-11-20T10:00:00Z")
 TTL = 7 * DAY  # transaction_stats_5m
@@ -43,6 +43,7 @@ def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 @pytest.fixture(scope="module")
 def pit_repo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("pit"))
+    set_project(repo, "pit_repo")
     txns = [_txn(0, "card_a", T - 10 * MINUTE, 1000), _txn(1, "card_a", T, 2000),
             _txn(2, "card_a", T + 1, 999_900), _txn(3, "card_a", T + SECOND, 999_900),
             _txn(4, "card_b", T - 3 * DAY, 500)]

@@ -1,0 +1,291 @@
+"""The stream contract: how feature rows live in Redis, for Feast and for any stream job.
+
+One Redis hash per (entity, feature view)::
+
+    features:{entity_type}:{entity_id}:{feature_view}
+
+* ``entity_type``: the view's join keys, sorted by name, each without a trailing ``_id``,
+  joined by ``+`` (``card_id`` -> ``card``; ``card_id, merchant_id`` -> ``card+merchant``).
+* ``entity_id``: the join key values in the same order, joined by ``+``, each with exactly
+  three characters percent-encoded: ``%`` -> ``%25``, ``:`` -> ``%3A``, ``+`` -> ``%2B``.
+* ``features`` is the configurable key prefix (``key_prefix``).
+
+Fields are the plain feature names, plus two meta fields:
+
+* ``_event_ts``: the row's event timestamp, integer microseconds since the epoch (UTC);
+* ``_created_ts``: when the row was computed or written, integer microseconds (0 if unknown).
+
+Values are text any language can produce with ``HSET``:
+
+=====================  =================================================================
+Feast type             value
+=====================  =================================================================
+Int32, Int64           decimal integer: ``42``, ``-7``
+Float32, Float64       decimal that round-trips to the same double (``repr`` in Python,
+                       ``Double.toString`` in Java, ``strconv.FormatFloat(f,'g',-1,64)``
+                       in Go); ``nan``, ``inf``, ``-inf`` for the special values
+Bool                   ``true`` or ``false``
+String                 the UTF-8 text itself
+Bytes                  the bytes themselves
+UnixTimestamp          integer microseconds since the epoch
+Array(...)             a JSON array of the element encoding (numbers, strings, booleans)
+=====================  =================================================================
+
+A null is an absent field. A write replaces the whole row, atomically, and only if its
+event timestamp is at least the stored one (``WRITE_SCRIPT``): newer wins, equal
+timestamps are idempotent, and a writer can never replace a newer row with an older one.
+The hash expires ``ttl`` after its event timestamp, plus a grace period during which a
+read reports the value as outside its max age (null) instead of not found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.value_type import ValueType
+
+DEFAULT_PREFIX = "features"
+EVENT_TS = "_event_ts"
+CREATED_TS = "_created_ts"
+META_FIELDS = (EVENT_TS, CREATED_TS)
+
+WRITE_SCRIPT_PATH = Path(__file__).with_name("write_row.lua")
+WRITE_SCRIPT = WRITE_SCRIPT_PATH.read_text()
+"""The Lua script every writer calls (``featurelib/write_row.lua``): newer wins, atomically."""
+
+_ESCAPES = (("%", "%25"), (":", "%3A"), ("+", "%2B"))
+
+
+def escape(value: str) -> str:
+    for raw, encoded in _ESCAPES:
+        value = value.replace(raw, encoded)
+    return value
+
+
+def unescape(value: str) -> str:
+    for raw, encoded in reversed(_ESCAPES):
+        value = value.replace(encoded, raw)
+    return value
+
+
+def entity_type(join_keys: Sequence[str]) -> str:
+    """``card_id`` -> ``card``; several join keys, sorted, joined by ``+``."""
+    return "+".join(k[:-3] if k.endswith("_id") and len(k) > 3 else k for k in sorted(join_keys))
+
+
+def entity_id(join_keys: Sequence[str], values: Sequence[Any]) -> str:
+    """The escaped id part for ``values`` given in the order of ``join_keys``."""
+    by_key = dict(zip(join_keys, values))
+    return "+".join(escape(str(by_key[k])) for k in sorted(join_keys))
+
+
+def hash_key(prefix: str, join_keys: Sequence[str], values: Sequence[Any], view: str) -> str:
+    return f"{prefix}:{entity_type(join_keys)}:{entity_id(join_keys, values)}:{view}"
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    prefix: str
+    entity_type: str
+    entity_ids: tuple[str, ...]
+    view: str
+
+
+def parse_key(key: str | bytes) -> ParsedKey:
+    """Split a key into its parts (ids unescaped); ``ValueError`` if it has not four parts."""
+    text = key.decode() if isinstance(key, bytes) else key
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise ValueError(f"not a feature key: {text!r}")
+    return ParsedKey(parts[0], parts[1], tuple(unescape(p) for p in parts[2].split("+")), parts[3])
+
+
+def scan_pattern(prefix: str, view: str | None = None) -> str:
+    """SCAN pattern of every hash of ``view`` (or of every view) under ``prefix``."""
+    return f"{prefix}:*:*:{view}" if view else f"{prefix}:*"
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def format_float(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return repr(float(x))
+
+
+def parse_float(text: str) -> float:
+    lowered = text.strip().lower()
+    if lowered in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"):
+        return float(lowered.replace("infinity", "inf"))
+    return float(text)
+
+
+def parse_bool(text: str) -> bool:
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    raise ValueError(f"not a boolean (true/false): {text!r}")
+
+
+def _json_list(parse_item: Callable[[Any], Any]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        items = json.loads(text)
+        if not isinstance(items, list):
+            raise ValueError(f"not a JSON array: {text!r}")
+        return [parse_item(i) for i in items]
+
+    return parse
+
+
+def _strict_int(x: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise ValueError(f"not an integer: {x!r}")
+    return x
+
+
+def _json_float(x: Any) -> float:
+    if isinstance(x, str):
+        return parse_float(x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"not a number: {x!r}")
+    return float(x)
+
+
+def _json_bool(x: Any) -> bool:
+    if not isinstance(x, bool):
+        raise ValueError(f"not a boolean: {x!r}")
+    return x
+
+
+def _json_str(x: Any) -> str:
+    if not isinstance(x, str):
+        raise ValueError(f"not a string: {x!r}")
+    return x
+
+
+@dataclass(frozen=True)
+class Codec:
+    """Text encoding of one Feast value type, both ways, and to/from ``ValueProto``."""
+
+    value_type: ValueType
+    field: str  # the ValueProto oneof field
+    to_text: Callable[[Any], str]
+    from_text: Callable[[str], Any]
+    binary: bool = False
+
+    def encode_proto(self, proto: ValueProto) -> str | bytes | None:
+        if proto.WhichOneof("val") != self.field:
+            return None
+        value = getattr(proto, self.field)
+        if self.field.endswith("_list_val"):
+            return self.to_text(list(value.val))
+        if self.field == "unix_timestamp_val":
+            return str(int(value) * 1_000_000)
+        return value if self.binary else self.to_text(value)
+
+    def decode_proto(self, raw: bytes) -> ValueProto:
+        proto = ValueProto()
+        if self.binary:
+            setattr(proto, self.field, raw)
+            return proto
+        value = self.from_text(raw.decode())
+        if self.field.endswith("_list_val"):
+            getattr(proto, self.field).val.extend(value)
+        elif self.field == "unix_timestamp_val":
+            setattr(proto, self.field, value // 1_000_000)
+        else:
+            setattr(proto, self.field, value)
+        return proto
+
+
+def _list_codec(value_type: ValueType, field: str, item_to_json: Callable[[Any], Any], parse_item: Callable[[Any], Any]) -> Codec:
+    return Codec(value_type, field, lambda items: json.dumps([item_to_json(i) for i in items], separators=(",", ":")),
+                 _json_list(parse_item))
+
+
+def _float_item(x: float) -> Any:
+    return x if math.isfinite(x) else format_float(x)
+
+
+CODECS: dict[ValueType, Codec] = {
+    ValueType.INT32: Codec(ValueType.INT32, "int32_val", str, int),
+    ValueType.INT64: Codec(ValueType.INT64, "int64_val", str, int),
+    ValueType.FLOAT: Codec(ValueType.FLOAT, "float_val", format_float, parse_float),
+    ValueType.DOUBLE: Codec(ValueType.DOUBLE, "double_val", format_float, parse_float),
+    ValueType.BOOL: Codec(ValueType.BOOL, "bool_val", lambda b: "true" if b else "false", parse_bool),
+    ValueType.STRING: Codec(ValueType.STRING, "string_val", str, str),
+    ValueType.BYTES: Codec(ValueType.BYTES, "bytes_val", bytes, bytes, binary=True),
+    ValueType.UNIX_TIMESTAMP: Codec(ValueType.UNIX_TIMESTAMP, "unix_timestamp_val", str, int),
+    ValueType.INT32_LIST: _list_codec(ValueType.INT32_LIST, "int32_list_val", int, _strict_int),
+    ValueType.INT64_LIST: _list_codec(ValueType.INT64_LIST, "int64_list_val", int, _strict_int),
+    ValueType.FLOAT_LIST: _list_codec(ValueType.FLOAT_LIST, "float_list_val", _float_item, _json_float),
+    ValueType.DOUBLE_LIST: _list_codec(ValueType.DOUBLE_LIST, "double_list_val", _float_item, _json_float),
+    ValueType.BOOL_LIST: _list_codec(ValueType.BOOL_LIST, "bool_list_val", bool, _json_bool),
+    ValueType.STRING_LIST: _list_codec(ValueType.STRING_LIST, "string_list_val", str, _json_str),
+}
+
+
+def codec(value_type: ValueType) -> Codec:
+    if value_type not in CODECS:
+        raise ValueError(f"the stream contract has no encoding for {value_type.name}")
+    return CODECS[value_type]
+
+
+def encode_python(value_type: ValueType, value: Any) -> str | bytes | None:
+    """The contract's text for a Python value (``None`` for null)."""
+    if value is None or (isinstance(value, float) and math.isnan(value) and value_type not in (ValueType.DOUBLE, ValueType.FLOAT)):
+        return None
+    c = codec(value_type)
+    if c.binary:
+        return bytes(value)
+    if value_type.name.endswith("_LIST"):
+        return c.to_text(list(value))
+    return c.to_text(value)
+
+
+def decode_python(value_type: ValueType, raw: bytes | str) -> Any:
+    """The Python value of a field's text (``ValueError`` when it does not parse)."""
+    c = codec(value_type)
+    if c.binary:
+        return raw if isinstance(raw, bytes) else raw.encode()
+    return c.from_text(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def to_us(ts: datetime | None) -> int:
+    if ts is None:
+        return 0
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    seconds, micros = divmod(int(us), 1_000_000)
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
+
+
+def expire_at_ms(event_us: int, ttl_seconds: float, grace_seconds: float) -> int:
+    """When a row's hash expires (ms since the epoch), or 0 when its view has no TTL."""
+    if not ttl_seconds:
+        return 0
+    return event_us // 1000 + int((ttl_seconds + grace_seconds) * 1000)
+
+
+def write_args(event_us: int, created_us: int, expire_ms: int, fields: Sequence[tuple[str, str | bytes]]) -> list:
+    args: list = [event_us, created_us, expire_ms]
+    for name, value in fields:
+        args.append(name)
+        args.append(value)
+    return args

@@ -1,0 +1,307 @@
+"""The contract store (featurelib.online_store) against real Redis servers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+from featurelib import contract
+from featurelib.redis_server import RedisServer, free_port, redis_server_binary
+from tests.conftest import Repo
+from tests.toy import TTL, now, read, rows, toy_store
+
+
+@pytest.fixture
+def server():
+    with RedisServer() as s:
+        yield s
+
+
+@pytest.fixture
+def store(tmp_path: Path, server: RedisServer):
+    return toy_store(tmp_path / "toy", server.connection_string)
+
+
+def statuses(response) -> dict[str, list]:
+    proto = response.proto
+    return {name: list(r.statuses) for name, r in zip(proto.metadata.feature_names.val, proto.results)}
+
+
+def test_materialized_rows_follow_the_documented_layout(feature_repo: Repo, redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    key = "features:card:card_12345:transaction_stats_5m"
+    row = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+    assert set(row) <= {"_event_ts", "_created_ts", "txn_count_5m", "txn_count_30m", "txn_count_24h", "amount_sum_5m",
+                        "amount_avg_5m", "amount_max_5m", "unique_countries_5m", "geo_diversity_score",
+                        "time_since_last_txn_min", "is_weekend", "velocity_score", "high_risk_txn_ratio", "is_high_velocity"}
+    online = feature_repo.store().get_online_features(features=["transaction_stats_5m:txn_count_5m",
+                                                                 "transaction_stats_5m:velocity_score",
+                                                                 "transaction_stats_5m:is_high_velocity"],
+                                                       entity_rows=[{"card_id": "card_12345"}]).to_dict()
+    assert row["txn_count_5m"] == str(online["txn_count_5m"][0])
+    assert float(row["velocity_score"]) == online["velocity_score"][0]
+    assert row["is_high_velocity"] in ("true", "false")
+    assert int(row["_event_ts"]) > 0 and int(row["_created_ts"]) > 0
+    ttl_ms = client.pttl(key)
+    expected = int(row["_event_ts"]) // 1000 + (7 * 86400 + 3600) * 1000 - int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
+    assert abs(ttl_ms - expected) < 60_000
+    countries = {k.decode(): v.decode() for k, v in client.hgetall("features:card:card_12345:card_profile_24h").items()}
+    assert countries["card_countries_24h"].startswith('["')
+
+
+def test_values_round_trip_with_every_type(store, server: RedisServer) -> None:
+    t = now() - timedelta(minutes=1)
+    df = rows(["a", "b:c+d%"], [t, t], n=[7, None], x=[0.1, float("inf")], ok=[True, False],
+              label=["x: y", ""], tags=[["DE", "US"], []])
+    store.write_to_online_store("items", df)
+    raw = server.client().hgetall("features:item:b%3Ac%2Bd%25:items")
+    assert b"n" not in raw  # null: an absent field
+    assert raw[b"x"] == b"inf" and raw[b"ok"] == b"false" and raw[b"tags"] == b"[]"
+    out = read(store, ["a", "b:c+d%"]).to_dict()
+    assert out["n"] == [7, None]
+    assert out["x"] == [0.1, float("inf")]
+    assert out["ok"] == [True, False]
+    assert out["label"] == ["x: y", ""]
+    assert out["tags"] == [["DE", "US"], []]
+    assert statuses(read(store, ["b:c+d%"]))["n"] == [FieldStatus.PRESENT]
+
+
+def test_missing_entity_is_not_found(store) -> None:
+    response = read(store, ["nobody"])
+    assert statuses(response)["n"] == [FieldStatus.NOT_FOUND]
+    assert response.to_dict()["n"] == [None]
+
+
+def test_newer_wins_older_is_ignored_equal_is_idempotent(store, server: RedisServer) -> None:
+    t = now() - timedelta(minutes=5)
+    store.write_to_online_store("items", rows(["a"], [t], n=[2]))
+    store.write_to_online_store("items", rows(["a"], [t - timedelta(microseconds=1)], n=[1]))
+    assert read(store, ["a"]).to_dict()["n"] == [2]
+    before = server.client().hgetall("features:item:a:items")
+    store.write_to_online_store("items", rows(["a"], [t], n=[2]))
+    after = server.client().hgetall("features:item:a:items")
+    assert {k: v for k, v in before.items() if k != b"_created_ts"} == {k: v for k, v in after.items() if k != b"_created_ts"}
+    store.write_to_online_store("items", rows(["a"], [t + timedelta(microseconds=1)], n=[3]))
+    assert read(store, ["a"]).to_dict()["n"] == [3]
+
+
+def test_ttl_outside_max_age_and_expiry(store, server: RedisServer) -> None:
+    fresh, stale = now() - TTL + timedelta(minutes=1), now() - TTL - timedelta(minutes=1)
+    store.write_to_online_store("items", rows(["fresh", "stale"], [fresh, stale], n=[1, 2]))
+    response = read(store, ["fresh", "stale"])
+    assert statuses(response)["n"] == [FieldStatus.PRESENT, FieldStatus.OUTSIDE_MAX_AGE]
+    assert response.to_dict()["n"] == [1, None]
+    stamps = response.proto.results[1].event_timestamps
+    assert stamps[1].ToDatetime().replace(tzinfo=stale.tzinfo) == stale.replace(microsecond=stale.microsecond)
+    client = server.client()
+    for item, t in (("fresh", fresh), ("stale", stale)):
+        expire_ms = contract.expire_at_ms(contract.to_us(t), TTL.total_seconds(), 3600)
+        assert client.pexpiretime(f"features:item:{item}:items") == expire_ms
+    # Past TTL + grace: not written at all (it would expire at once).
+    store.write_to_online_store("items", rows(["gone"], [now() - TTL - timedelta(hours=2)]))
+    assert not client.exists("features:item:gone:items")
+    assert statuses(read(store, ["gone"]))["n"] == [FieldStatus.NOT_FOUND]
+
+
+def test_all_views_of_a_request_in_one_round_trip(store, server: RedisServer) -> None:
+    t = now()
+    store.write_to_online_store("items", rows(["a", "b"], [t, t], n=[1, 2]))
+    store.write_to_online_store("others", rows(["a", "b"], [t, t], n=[10, 20])[["item_id", "event_timestamp", "n"]])
+    client = server.client()
+    before = client.info("stats")["total_commands_processed"]
+    out = store.get_online_features(features=["items:n", "others:n"], entity_rows=[{"item_id": "a"}, {"item_id": "b"}],
+                                    full_feature_names=True).to_dict()
+    after = client.info("stats")["total_commands_processed"]
+    assert out["items__n"] == [1, 2] and out["others__n"] == [10, 20]
+    assert after - before == 4 + 1  # four HMGETs in one pipeline, plus this INFO
+
+
+def test_async_read_and_write(store) -> None:
+    async def go():
+        await store.write_to_online_store_async("items", rows(["z"], [now()], n=[42]))
+        response = await store.get_online_features_async(features=["items:n", "items:tags"], entity_rows=[{"item_id": "z"}])
+        await store._get_provider().online_store.close()
+        return response.to_dict()
+
+    out = asyncio.run(go())
+    assert out["n"] == [42] and out["tags"] == [["a", "b"]]
+
+
+def test_push_and_materialize_write_through_the_contract(store, server: RedisServer, tmp_path: Path) -> None:
+    t = now() - timedelta(minutes=2)
+    rows(["m1", "m2"], [t, t], n=[5, 6]).to_parquet(tmp_path / "toy" / "data" / "items.parquet")
+    store.materialize(t - timedelta(minutes=1), t + timedelta(minutes=1), feature_views=["items"])
+    assert read(store, ["m1", "m2"]).to_dict()["n"] == [5, 6]
+    assert server.client().hget("features:item:m1:items", "n") == b"5"
+
+
+def test_update_deletes_hashes_of_removed_views_and_teardown_deletes_all(store, server: RedisServer) -> None:
+    t = now()
+    store.write_to_online_store("items", rows(["a", "b"], [t, t]))
+    store.write_to_online_store("others", rows(["a", "b"], [t, t])[["item_id", "event_timestamp", "n"]])
+    client = server.client()
+    assert len(list(client.scan_iter("features:*:*:others"))) == 2
+    store.apply([], objects_to_delete=[store.get_feature_view("others")], partial=False)
+    assert list(client.scan_iter("features:*:*:others")) == []
+    assert len(list(client.scan_iter("features:*:*:items"))) == 2
+    store.teardown()
+    assert list(client.scan_iter("features:*")) == []
+
+
+def test_a_stream_job_writing_with_the_script_is_served(store, server: RedisServer) -> None:
+    """What a Flink or Go job does: EVALSHA the contract's script with text values."""
+    client = server.client()
+    sha = client.script_load(contract.WRITE_SCRIPT_PATH.read_text())
+    event_us = contract.to_us(now())
+    assert client.evalsha(sha, 1, "features:item:s1:items", event_us, event_us, 0,
+                          "n", "12", "x", "2.5", "ok", "true", "label", "from stream", "tags", '["X"]') == 1
+    assert client.evalsha(sha, 1, "features:item:s1:items", event_us - 1, event_us, 0, "n", "11") == 0
+    out = read(store, ["s1"]).to_dict()
+    assert out == {"item_id": ["s1"], "n": [12], "x": [2.5], "ok": [True], "label": ["from stream"], "tags": [["X"]]}
+
+
+def test_race_between_two_writers_keeps_the_newest_row(store, server: RedisServer) -> None:
+    """Thousands of interleaved writes with random timestamps from two writers, then every key
+    must hold the newest row written to it."""
+    from feast import FeatureStore
+
+    keys = [f"r{i}" for i in range(40)]
+    base = now() - timedelta(minutes=30)
+    plans = []
+    for seed in (1, 2):
+        rng = random.Random(seed)
+        plan = [(rng.choice(keys), rng.randrange(0, 20 * 60 * 1_000_000)) for _ in range(3000)]
+        plans.append(plan)
+    newest: dict[str, int] = {}
+    for plan in plans:
+        for key, offset in plan:
+            newest[key] = max(newest.get(key, -1), offset)
+
+    def writer(plan: list) -> None:
+        fs = FeatureStore(repo_path=store.repo_path)
+        for start in range(0, len(plan), 25):
+            chunk = plan[start:start + 25]
+            df = rows([k for k, _ in chunk], [base + timedelta(microseconds=o) for _, o in chunk], n=[o for _, o in chunk])
+            fs.write_to_online_store("items", df)
+
+    threads = [threading.Thread(target=writer, args=(plan,)) for plan in plans]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    out = read(store, keys, ["items:n"]).to_dict()
+    assert dict(zip(out["item_id"], out["n"])) == newest
+
+
+# ------------------------------------------------------------------ topologies
+
+
+def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with RedisServer(extra_args=("--requirepass", "s3cret")) as server:
+        monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+        store = toy_store(tmp_path / "toy", server.connection_string)
+        store.write_to_online_store("items", rows(["p"], [now()], n=[1]))
+        assert read(store, ["p"]).to_dict()["n"] == [1]
+        monkeypatch.delenv("REDIS_PASSWORD")
+        with pytest.raises(redis.AuthenticationError):
+            read(toy_store(tmp_path / "toy2", server.connection_string), ["p"])
+        assert "s3cret" not in (tmp_path / "toy" / "feature_store.yaml").read_text()
+
+
+def test_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    port = free_port()
+    args = ("--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    server = RedisServer(port, extra_args=args)
+    try:
+        server.start()
+        monkeypatch.setenv("REDIS_SSL", "true")
+        monkeypatch.setenv("REDIS_SSL_CA_CERTS", str(cert))
+        store = toy_store(tmp_path / "toy", f"127.0.0.1:{port}")
+        store.write_to_online_store("items", rows(["t"], [now()], n=[9]))
+        assert read(store, ["t"]).to_dict()["n"] == [9]
+    finally:
+        server.stop()
+
+
+def _cli() -> str:
+    cli = Path(redis_server_binary()).with_name("redis-cli")
+    return str(cli) if cli.exists() else "redis-cli"
+
+
+def test_redis_cluster(tmp_path: Path) -> None:
+    nodes = [RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf"),
+                         workdir=tmp_path / f"node{i}", cluster=True) for i in range(3)]
+    try:
+        for n in nodes:
+            n.start()
+        subprocess.run([_cli(), "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        _wait_cluster_ok(nodes[0])
+        cs = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+        store = toy_store(tmp_path / "toy", cs, redis_type="redis_cluster")
+        ids = [f"c{i}" for i in range(30)]
+        store.write_to_online_store("items", rows(ids, [now()] * 30, n=list(range(30))))
+        assert read(store, ids, ["items:n"]).to_dict()["n"] == list(range(30))
+        assert sum(len(list(n.client().scan_iter("features:*"))) for n in nodes) == 30
+        assert all(list(n.client().scan_iter("features:*")) for n in nodes), "keys spread over the nodes"
+        store.teardown()
+        assert sum(len(list(n.client().scan_iter("features:*"))) for n in nodes) == 0
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def _wait_cluster_ok(node: RedisServer, timeout: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if b"cluster_state:ok" in node.client().execute_command("CLUSTER", "INFO"):
+            return
+        time.sleep(0.1)
+    raise AssertionError("cluster did not become ready")
+
+
+def test_redis_sentinel(tmp_path: Path) -> None:
+    with RedisServer() as master:
+        conf = tmp_path / "sentinel.conf"
+        sport = free_port()
+        conf.write_text(f"port {sport}\nbind 127.0.0.1\nsentinel monitor toymaster 127.0.0.1 {master.port} 1\n")
+        sentinel = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        try:
+            _wait_port(sport)
+            store = toy_store(tmp_path / "toy", f"127.0.0.1:{sport}", redis_type="redis_sentinel",
+                              extra="  sentinel_master: toymaster")
+            store.write_to_online_store("items", rows(["s"], [now()], n=[3]))
+            assert read(store, ["s"]).to_dict()["n"] == [3]
+            assert master.client().hget("features:item:s:items", "n") == b"3"
+        finally:
+            sentinel.terminate()
+            sentinel.wait(10)
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    import time
+
+    from featurelib.redis_server import ping
+
+    deadline = time.monotonic() + timeout
+    while not ping("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing answers on {port}")
+        time.sleep(0.05)
