@@ -419,14 +419,16 @@ def generate(cfg: GeneratorConfig, raw_dir: Path, progress: Callable[[str], None
 @click.option("--days", default=7.0, show_default=True, help="Days of history.")
 @click.option("--end", default=None, help="Last instant (ISO-8601, UTC). Default: now.")
 @click.option("--seed", default=42, show_default=True)
-def main(repo: Path, cards: int, days: float, end: str | None, seed: int) -> None:
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write here instead of <repo>/data/raw (e.g. data/replay, for a stream replay).")
+def main(repo: Path, cards: int, days: float, end: str | None, seed: int, out: Path | None) -> None:
     """Generate seeded synthetic transactions and clickstream events into data/raw.
 
     Replaces data/raw/{transactions,clickstream}/generated.parquet; other partitions
     (events landed by a stream) are left alone.
     """
     cfg = GeneratorConfig(n_cards=cards, days=days, seed=seed, **({"end_us": to_us(end)} if end else {}))
-    for kind, path in generate(cfg, raw_dir(repo), progress=click.echo).items():
+    for kind, path in generate(cfg, out or raw_dir(repo), progress=click.echo).items():
         click.echo(f"{kind}: {path}")
 
 

@@ -12,11 +12,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 from feast import FeatureStore, FeatureView
 
+from featurelib import duck
 from featurelib.repo import UserError, entity, quiet, require_redis, views_of
 from featurelib.timeutil import format_us, now_us
 from featurelib.validation import offline_path, online_values
@@ -119,14 +119,13 @@ def has_offline_rows(store: FeatureStore, view: FeatureView, entity_id: str) -> 
     if not path.is_file():
         return False
     key = view.join_keys[0]
-    return bool(duckdb.execute(f"SELECT count(*) FROM read_parquet('{path.as_posix()}') WHERE {key} = ?",
-                               [entity_id]).fetchone()[0])
+    return bool(duck.one(f"SELECT count(*) FROM read_parquet('{path.as_posix()}') WHERE {key} = ?", [entity_id])[0])
 
 
 def latest_offline_us(store: FeatureStore, view: FeatureView, entity_id: str, at_us: int) -> int | None:
     path, key = offline_path(store, view), view.join_keys[0]
-    row = duckdb.execute(f"SELECT epoch_us(max(event_timestamp)) FROM read_parquet('{path.as_posix()}') "
-                         f"WHERE {key} = ? AND event_timestamp <= make_timestamptz(?::BIGINT)", [entity_id, at_us]).fetchone()
+    row = duck.one(f"SELECT epoch_us(max(event_timestamp)) FROM read_parquet('{path.as_posix()}') "
+                   f"WHERE {key} = ? AND event_timestamp <= make_timestamptz(?::BIGINT)", [entity_id, at_us])
     return row[0] if row else None
 
 

@@ -27,7 +27,6 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
@@ -35,6 +34,7 @@ from feast.diff.property_diff import TransitionType
 from feast.repo_contents import RepoContents
 from feast.type_map import feast_value_type_to_pa
 
+from featurelib import duck
 from featurelib.repo import feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
 from featurelib.timeutil import format_us, now_us, to_us
 
@@ -235,7 +235,7 @@ def check_offline(store: FeatureStore) -> Check:
         if wrong:
             problems.append(f"{view.name}: " + "; ".join(wrong))
             continue
-        lo, hi = duckdb.execute(f"SELECT min({ts_field}), max({ts_field}) FROM read_parquet('{path.as_posix()}')").fetchone()
+        lo, hi = duck.one(f"SELECT min({ts_field}), max({ts_field}) FROM read_parquet('{path.as_posix()}')")
         rows = meta.metadata.num_rows
         data[view.name] = {"path": str(path), "rows": rows, "min": str(lo), "max": str(hi)}
         details.append(f"{view.name:<22} {rows:>11,} rows, {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} UTC"
@@ -251,10 +251,10 @@ def recent_entities(store: FeatureStore, view: FeatureView, n: int, at_us: int |
     """The ``n`` entities of ``view`` with the latest offline rows at or before ``at_us`` (default: now)."""
     key = view.join_keys[0]
     at = format_us(at_us if at_us is not None else now_us())
-    rows = duckdb.execute(
+    rows = duck.rows(
         f"SELECT {key} FROM read_parquet('{offline_path(store, view).as_posix()}') "
         f"WHERE event_timestamp <= TIMESTAMPTZ '{at}' GROUP BY {key} ORDER BY max(event_timestamp) DESC, {key} "
-        f"LIMIT {int(n)}").fetchall()
+        f"LIMIT {int(n)}")
     return [r[0] for r in rows]
 
 

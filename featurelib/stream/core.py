@@ -1,0 +1,146 @@
+"""Event-time computation of feature rows from a stream of events (no I/O).
+
+``StreamCore.step`` takes newly read events and the processor's clock and returns
+every feature row whose value may have changed, computed by the batch engine
+(``featurelib.engine.compute_view``) over the buffered events of the affected
+entities, so stream and batch agree bit for bit by construction.
+
+Each stream has its own clock ``now`` (microseconds): the wall clock (live streams)
+or the highest event time seen so far on that stream (replays, tests). The streams feed
+disjoint feature views, so a sparse stream (transactions) and a dense one (clickstream)
+read in equal batches advance independently. Rows are emitted for change points
+``T <= now``:
+
+* for entities with new events: every row from the earliest new event on (an
+  out-of-order event corrects the rows after it);
+* for entities with a change point in ``(previous now, now]`` (a window exit, or an
+  event stamped ahead of the clock whose time has come): the rows in that interval.
+
+**Lateness.** An event is accepted while its timestamp is at least the clock at its
+arrival minus ``lateness_us``; the clock at arrival is the wall time Redis received it
+(live) or the highest event time seen before it (event time). A later event is *too
+late*: it is not applied to any feature and not landed with the raw events, so online
+values, offline values and training data all agree without it; the processor puts it
+aside in a quarantine partition and counts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurelib import semantics as s
+from featurelib.engine import _us, compute_view
+from featurelib.stream.buffer import EventBuffer
+
+
+@dataclass
+class StepResult:
+    accepted: dict[str, pa.Table] = field(default_factory=dict)
+    too_late: dict[str, pa.Table] = field(default_factory=dict)
+    duplicates: int = 0
+    rows: dict[str, pa.Table] = field(default_factory=dict)  # view -> emitted rows, sorted by (entity, T)
+    now_us: int = 0
+
+
+class StreamCore:
+    def __init__(self, lateness_us: int, now_us: int = 0, kinds: tuple[str, ...] = (s.TRANSACTIONS, s.CLICKSTREAM)):
+        self.lateness_us = lateness_us
+        self.buffers = {k: EventBuffer(k) for k in kinds}
+        self.clock = {k: now_us for k in kinds}
+
+    @property
+    def now_us(self) -> int:
+        return max(self.clock.values())
+
+    def classify(self, kind: str, events: pa.Table, arrival_us: np.ndarray | None) -> np.ndarray:
+        """True for events that are not too late (see the module docstring)."""
+        t = _us(events.column("event_timestamp"))
+        if arrival_us is not None:
+            clock = np.asarray(arrival_us, dtype=np.int64)
+        else:  # event time: the highest timestamp seen on this stream before each event
+            before = np.maximum.accumulate(np.concatenate([[self.clock[kind]], t]))[:-1]
+            clock = np.maximum(before, self.clock[kind])
+        return t >= clock - self.lateness_us
+
+    def step(self, new: dict[str, tuple[pa.Table, np.ndarray | None]], now_us: int | None = None) -> StepResult:
+        """Apply newly read events (per stream: table, arrival times or None for event time)
+        and advance every stream's clock to ``now_us`` (default: the stream's highest event
+        time seen)."""
+        result = StepResult()
+        lowest_new: dict[str, pa.Table] = {}
+        latest = dict(self.clock)
+        for kind, (events, arrival) in new.items():
+            if events.num_rows == 0:
+                continue
+            buffer = self.buffers[kind]
+            fresh = buffer.fresh(events)
+            unique = events.filter(pa.array(fresh))
+            result.duplicates += events.num_rows - unique.num_rows
+            if arrival is not None:
+                arrival = np.asarray(arrival)[fresh]
+            ok = self.classify(kind, unique, arrival)
+            accepted = unique.filter(pa.array(ok))
+            result.accepted[kind] = accepted
+            result.too_late[kind] = unique.filter(pa.array(~ok))
+            if unique.num_rows:
+                latest[kind] = max(latest[kind], int(_us(unique.column("event_timestamp")).max()))
+            buffer.add(accepted)
+            lowest_new[kind] = accepted
+        for kind, buffer in self.buffers.items():
+            now = max(self.clock[kind], now_us if now_us is not None else latest[kind])
+            for view in buffer.views:
+                rows = self._rows(view, buffer, lowest_new.get(kind), self.clock[kind], now)
+                if rows is not None and rows.num_rows:
+                    result.rows[view.name] = rows
+            self.clock[kind] = now
+        result.now_us = self.now_us
+        return result
+
+    def _rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
+              before: int, now: int) -> pa.Table | None:
+        key = view.join_key
+        ids, lows = [], []
+        if new_events is not None and new_events.num_rows:
+            grouped = pa.table({key: new_events.column(key), "t": _us(new_events.column("event_timestamp"))}) \
+                .group_by(key).aggregate([("t", "min")])
+            ids.append(grouped.column(key))
+            lows.append(np.minimum(grouped.column("t_min").to_numpy(), before + 1))
+        timers = buffer.entities_with_change_points(view, before, now)
+        if len(timers):
+            ids.append(timers)
+            lows.append(np.full(len(timers), before + 1, np.int64))
+        if not ids:
+            return None
+        entity_ids = pa.chunked_array(ids).combine_chunks()
+        low = np.concatenate(lows)
+        # An entity may come from both sources: keep its lowest bound.
+        table = pa.table({key: entity_ids, "low": low}).group_by(key).aggregate([("low", "min")])
+        entity_ids, low = table.column(key).combine_chunks(), table.column("low_min").to_numpy()
+        rows = compute_view(view, buffer.events_of(view, entity_ids), since_us=int(low.min()), until_us=now)
+        if rows.num_rows == 0:
+            return rows
+        row_low = low[np.asarray(pc.index_in(rows.column(key), value_set=entity_ids))]
+        keep = _us(rows.column("event_timestamp")) >= row_low
+        return rows if keep.all() else rows.filter(pa.array(keep))
+
+    def next_change_point(self) -> int | None:
+        candidates = [b.next_change_point(self.clock[k]) for k, b in self.buffers.items()]
+        candidates = [c for c in candidates if c is not None]
+        return min(candidates) if candidates else None
+
+    def trim(self) -> int:
+        """Forget events that can no longer affect a row the processor may (re)write."""
+        return sum(b.trim(self.clock[k] - self.lateness_us - b.horizon_us) for k, b in self.buffers.items())
+
+
+def latest_rows(rows: pa.Table, key: str) -> pa.Table:
+    """The last row of each entity (rows are sorted by entity, then time)."""
+    ids = rows.column(key).combine_chunks()
+    last = np.ones(rows.num_rows, dtype=bool)
+    if rows.num_rows > 1:
+        last[:-1] = np.asarray(pc.not_equal(ids[1:], ids[:-1]))
+    return rows.filter(pa.array(last))

@@ -1,0 +1,107 @@
+"""Replay raw events into Redis Streams in event-time order: for demos, tests and benchmarks.
+
+* ``speed=None``: as fast as possible, original timestamps (process with ``--clock event``);
+* ``speed=N``: paced at N times real time; timestamps are moved onto the wall clock
+  (``t' = start + (t - t0) / N``) so that a live processor (``--clock wall``) accepts them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import redis
+
+from featurelib import duck
+from featurelib.engine import _us
+from featurelib.stream.events import SCHEMAS, STREAMS, encode_table
+from featurelib.timeutil import now_us
+
+
+def load_events(source: Path, kinds: list[str], limit: int | None = None) -> tuple[list[str], pa.Table]:
+    """Events of ``kinds`` under ``source/<kind>/**.parquet``, merged in event-time order;
+    returns the kind of each row and a table of the union of columns."""
+    parts, kind_of = [], []
+    for kind in kinds:
+        files = sorted(p.as_posix() for p in (source / kind).rglob("*.parquet"))
+        if not files:
+            continue
+        lim = f"LIMIT {int(limit)}" if limit else ""
+        table = duck.arrow(f"SELECT * FROM read_parquet({files!r}) ORDER BY event_timestamp {lim}")
+        parts.append((kind, table))
+    if not parts:
+        raise FileNotFoundError(f"no events under {source} for {', '.join(kinds)}")
+    times = np.concatenate([_us(t.column("event_timestamp")) for _, t in parts])
+    order = np.argsort(times, kind="stable")
+    if limit:
+        order = order[:limit]
+    kind_of = np.concatenate([[k] * t.num_rows for k, t in parts])[order].tolist()
+    return kind_of, _merge([t for _, t in parts], order)
+
+
+def _as_text(table: pa.Table, name: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+    if name == "event_timestamp":
+        return pa.chunked_array([pa.array(_us(table.column(name)), pa.int64()).cast(pa.string())])
+    return table.column(name).cast(pa.string())
+
+
+def _merge(tables: list[pa.Table], order: np.ndarray) -> pa.Table:
+    """All columns as text (absent ones null), rows in ``order`` of the concatenation."""
+    names: list[str] = []
+    for t in tables:
+        names += [n for n in t.column_names if n not in names]
+    columns = {}
+    for n in names:
+        merged = pa.chunked_array([c for t in tables for c in _as_text(t, n).chunks], pa.string())
+        columns[n] = merged.take(pa.array(order))
+    return pa.table(columns)
+
+
+def replay(
+    client: redis.Redis,
+    source: Path,
+    *,
+    kinds: list[str] | None = None,
+    speed: float | None = None,
+    limit: int | None = None,
+    batch: int = 5_000,
+    progress: Callable[[str], None] | None = None,
+    streams: dict[str, str] | None = None,
+) -> int:
+    """XADD the events under ``source`` to their streams; returns how many."""
+    streams = streams or STREAMS
+    kinds = kinds or list(SCHEMAS)
+    kind_of, table = load_events(source, kinds, limit)
+    t = np.asarray(table.column("event_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    start_wall, t0 = now_us(), int(t[0])
+    if speed:
+        t = start_wall + ((t - t0) / speed).astype(np.int64)
+        table = table.set_column(table.schema.get_field_index("event_timestamp"), "event_timestamp",
+                                 pa.array(t).cast(pa.string()))
+    rows = encode_table(table)
+    sent, last_report = 0, time.monotonic()
+    while sent < len(rows):
+        if speed:
+            due = int(np.searchsorted(t, now_us(), "right"))
+            if due <= sent:
+                time.sleep(min(max((t[sent] - now_us()) / 1e6, 0.0005), 0.05))
+                continue
+            end = min(due, sent + batch)
+        else:
+            end = min(sent + batch, len(rows))
+        pipe = client.pipeline(transaction=False)
+        for i in range(sent, end):
+            pipe.xadd(streams[kind_of[i]], rows[i])
+        pipe.execute()
+        sent = end
+        if progress and time.monotonic() - last_report >= 2:
+            progress(f"replayed {sent:,} of {len(rows):,} events")
+            last_report = time.monotonic()
+    if progress:
+        progress(f"replayed {sent:,} events")
+    return sent
