@@ -78,7 +78,7 @@ def _store(ctx: click.Context, require_registry: bool = True):
 @click.pass_context
 @one_line_errors
 def validate(ctx: click.Context, as_json: bool) -> None:
-    """Check the registry, Redis, definitions, offline files and online data.
+    """Check the registry, Redis, definitions, offline files, online data and the stream contract.
 
     \b
     Checks, in order:
@@ -87,6 +87,8 @@ def validate(ctx: click.Context, as_json: bool) -> None:
       definitions      the objects in the Python files equal the registered ones
       offline sources  every view's Parquet file has the declared schema
       online data      recently active entities have online values; their age
+      stream contract  sampled Redis hashes parse against their view's schema; no
+                       unknown fields, no missing TTL, no hashes of unregistered views
 
     Exits 1 when any check fails.
     """

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
-from featurelib.paths import REPO_ROOT, features_dir, raw_dir
+from featurelib.paths import default_repo, features_dir, raw_dir
 
 EVENT_ID = {s.TRANSACTIONS: "txn_id", s.CLICKSTREAM: "event_id"}
 EVENT_COLUMNS = {
@@ -161,7 +161,7 @@ def build_all(
 
 
 @click.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True,
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
               help="Feature repository whose data/raw is read and data/features written.")
 @click.option("--view", "views", multiple=True, type=click.Choice(list(s.VIEWS)),
               help="Build only this view (repeatable). Default: all.")
@@ -172,6 +172,7 @@ def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
     Run it after new raw events land (generated, or landed by a stream), then
     `feast materialize-incremental` to load the online store.
     """
+    repo = repo or default_repo()
     for b in build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo):
         click.echo(f"{b.view:<22} {b.events:>11,} events -> {b.rows:>12,} rows in {b.seconds:6.2f}s "
                    f"({b.events / max(b.seconds, 1e-9):,.0f} events/s) -> {b.path}")

@@ -32,8 +32,9 @@ Array(...)             a JSON array of the element encoding (numbers, strings, b
 =====================  =================================================================
 
 A null is an absent field. A write replaces the whole row, atomically, and only if its
-event timestamp is at least the stored one (``WRITE_SCRIPT``): newer wins, equal
-timestamps are idempotent, and a writer can never replace a newer row with an older one.
+event timestamp is at least the stored one (``WRITE_SCRIPT``, one or many rows per call):
+newer wins, equal timestamps are idempotent, and a writer can never replace a newer row
+with an older one.
 The hash expires ``ttl`` after its event timestamp, plus a grace period during which a
 read reports the value as outside its max age (null) instead of not found.
 """
@@ -283,9 +284,25 @@ def expire_at_ms(event_us: int, ttl_seconds: float, grace_seconds: float) -> int
     return event_us // 1000 + int((ttl_seconds + grace_seconds) * 1000)
 
 
+ROWS_PER_CALL = 64
+"""Rows per script call when writing many (one call may carry several rows)."""
+
+
 def write_args(event_us: int, created_us: int, expire_ms: int, fields: Sequence[tuple[str, str | bytes]]) -> list:
-    args: list = [event_us, created_us, expire_ms]
+    """The script arguments of one row: event ts, created ts, expire-at, n, then n field/value pairs."""
+    args: list = [event_us, created_us, expire_ms, len(fields)]
     for name, value in fields:
         args.append(name)
         args.append(value)
     return args
+
+
+def script_calls(commands: Sequence[tuple[str, list]], rows_per_call: int = ROWS_PER_CALL) -> list[tuple[list[str], list]]:
+    """Group ``(key, args)`` rows into script calls of at most ``rows_per_call`` rows."""
+    calls = []
+    for start in range(0, len(commands), rows_per_call):
+        chunk = commands[start:start + rows_per_call]
+        keys = [k for k, _ in chunk]
+        args = [a for _, row in chunk for a in row]
+        calls.append((keys, args))
+    return calls

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurelib.paths import REPO_ROOT, raw_dir
+from featurelib.paths import default_repo, raw_dir
 from featurelib.semantics import HIGH_RISK_MERCHANT_CATEGORIES
 from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, now_us, to_us
 
@@ -114,6 +114,16 @@ class GeneratorConfig:
     @property
     def n_users(self) -> int:
         return max(2, int(self.n_cards / self.cards_per_user))
+
+    @property
+    def tag(self) -> str:
+        """Six hex digits naming this data set in event ids: two data sets never share an
+        event id (the pipeline counts an id once), while one data set's ids never change."""
+        import hashlib
+
+        fields = (self.n_cards, self.days, self.end_us, self.seed, self.txns_per_card_per_day,
+                  self.sessions_per_user_per_day, self.compromised_card_share, self.cards_per_user)
+        return hashlib.sha1(repr(fields).encode()).hexdigest()[:6]
 
 
 @dataclass
@@ -305,7 +315,7 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
     device_ids = np.concatenate([pop.device_ids, _ids("rig_", np.arange(n_rigs)), _ids("device_f", np.arange(n_bad))])
     patterns = pa.array([None, "velocity_burst", "geo_hopping", "card_testing"], pa.string())
     table = pa.table({
-        "txn_id": pc.binary_join_element_wise("txn_", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
+        "txn_id": pc.binary_join_element_wise(f"txn_{cfg.tag}_", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
         "card_id": pa.array(pop.card_ids[c["card"]], pa.string()),
         "user_id": pa.array(pop.user_ids[pop.card_user[c["card"]]], pa.string()),
         "device_id": pa.array(device_ids[c["device"]], pa.string()),
@@ -375,7 +385,7 @@ def generate_clickstream(cfg: GeneratorConfig, progress: Callable[[str], None] |
     n = ev_t.size
     page_names = np.array(PAGE_CATEGORIES, dtype=object)
     table = pa.table({
-        "event_id": pc.binary_join_element_wise("click_", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
+        "event_id": pc.binary_join_element_wise(f"click_{cfg.tag}_", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
         "user_id": pa.array(pop.user_ids[s_user[sess]], pa.string()),
         "session_id": pa.array(_ids("session_", 1_000_000 + sess), pa.string()),
         "device_id": pa.array(pop.device_ids[s_device[sess]], pa.string()),
@@ -413,7 +423,7 @@ def generate(cfg: GeneratorConfig, raw_dir: Path, progress: Callable[[str], None
 
 
 @click.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True,
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
               help="Feature repository; events go to its data/raw.")
 @click.option("--cards", default=5_000, show_default=True, help="Number of cards (users = cards / 1.4).")
 @click.option("--days", default=7.0, show_default=True, help="Days of history.")
@@ -427,6 +437,7 @@ def main(repo: Path, cards: int, days: float, end: str | None, seed: int, out: P
     Replaces data/raw/{transactions,clickstream}/generated.parquet; other partitions
     (events landed by a stream) are left alone.
     """
+    repo = repo or default_repo()
     cfg = GeneratorConfig(n_cards=cards, days=days, seed=seed, **({"end_us": to_us(end)} if end else {}))
     for kind, path in generate(cfg, out or raw_dir(repo), progress=click.echo).items():
         click.echo(f"{kind}: {path}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from feast import Entity, FeatureView, RepoConfig, utils
@@ -132,22 +132,61 @@ def key_of(prefix: str, entity_key: EntityKeyProto, view: str) -> str:
     return contract.hash_key(prefix, join_keys, [_entity_text(v) for v in entity_key.entity_values], view)
 
 
-class _ViewCodecs:
-    """Per feature view: how each feature's value is encoded, and its TTL."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_US = timedelta(microseconds=1)
 
-    def __init__(self, table: FeatureView):
+
+def _us_of(ts: datetime | None) -> int:
+    """Exact integer microseconds (naive datetimes are UTC)."""
+    if ts is None:
+        return 0
+    return (ts - (_EPOCH_NAIVE if ts.tzinfo is None else _EPOCH)) // _US
+
+
+def _text_encoder(codec: contract.Codec) -> Callable[[Any], str | bytes]:
+    """value of the proto's oneof field -> contract text (the hot path of every write)."""
+    if codec.field in ("double_val", "float_val"):
+        return repr  # shortest round-trip decimal; spells inf, -inf, nan as the contract does
+    if codec.field in ("int64_val", "int32_val"):
+        return str
+    if codec.field == "bool_val":
+        return lambda b: "true" if b else "false"
+    if codec.field == "string_val" or codec.binary:
+        return lambda v: v
+    if codec.field == "unix_timestamp_val":
+        return lambda seconds: str(int(seconds) * 1_000_000)
+    return lambda v: codec.to_text(list(v.val))  # lists
+
+
+class _ViewCodecs:
+    """Per feature view: how each feature's value is encoded and decoded, its TTL, and its keys."""
+
+    def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX):
         self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
         self.ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
+        self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
+        self.prefix, self.view = prefix, table.name
 
-    def fields(self, values: dict[str, ValueProto]) -> list[tuple[str, str | bytes]]:
-        out = []
-        for name, proto in values.items():
-            c = self.by_name.get(name)
-            if c is not None:
-                encoded = c.encode_proto(proto)
-                if encoded is not None:
-                    out.append((name, encoded))
-        return out
+    def fields_args(self, values: dict[str, ValueProto], args: list) -> list:
+        """Append the count and ``name, text`` pairs of the non-null features to ``args``."""
+        at = len(args)
+        args.append(0)
+        for name, field, encode in self.encoders:
+            proto = values.get(name)
+            if proto is not None and proto.WhichOneof("val") == field:
+                args.append(name)
+                args.append(encode(getattr(proto, field)))
+        args[at] = (len(args) - at - 1) // 2
+        return args
+
+    def key(self, entity_key: EntityKeyProto) -> str:
+        if len(entity_key.join_keys) == 1:  # the common case, without the general machinery
+            text = _entity_text(entity_key.entity_values[0])
+            if "%" in text or ":" in text or "+" in text:
+                text = contract.escape(text)
+            return f"{self.prefix}:{contract.entity_type(entity_key.join_keys)}:{text}:{self.view}"
+        return key_of(self.prefix, entity_key, self.view)
 
 
 class RedisHashOnlineStore(OnlineStore):
@@ -221,8 +260,8 @@ class RedisHashOnlineStore(OnlineStore):
                     self._sha_async = await client.script_load(contract.WRITE_SCRIPT)
                 try:
                     async with client.pipeline(transaction=False) as pipe:
-                        for key, args in commands:
-                            pipe.evalsha(self._sha_async, 1, key, *args)
+                        for keys, args in contract.script_calls(commands):
+                            pipe.evalsha(self._sha_async, len(keys), *keys, *args)
                         await pipe.execute()
                     break
                 except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
@@ -234,17 +273,18 @@ class RedisHashOnlineStore(OnlineStore):
 
     def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
         cfg: RedisHashOnlineStoreConfig = config.online_store
-        codecs = _ViewCodecs(table)
-        now_us = contract.to_us(utils._utc_now())
+        codecs = _ViewCodecs(table, cfg.key_prefix)
+        now_us = _us_of(utils._utc_now())
         now_ms = now_us // 1000
+        life_ms = int((codecs.ttl_seconds + cfg.ttl_grace_seconds) * 1000) if codecs.ttl_seconds else 0
         batch: list[tuple[str, list]] = []
         for entity_key, values, event_ts, created_ts in data:
-            event_us = contract.to_us(event_ts)
-            expire_ms = contract.expire_at_ms(event_us, codecs.ttl_seconds, cfg.ttl_grace_seconds)
+            event_us = _us_of(event_ts)
+            expire_ms = event_us // 1000 + life_ms if life_ms else 0
             if expire_ms and expire_ms <= now_ms:
                 continue  # already expired: Redis would drop it at once, and any older row is gone too
-            args = contract.write_args(event_us, contract.to_us(created_ts) or now_us, expire_ms, codecs.fields(values))
-            batch.append((key_of(cfg.key_prefix, entity_key, table.name), args))
+            args = codecs.fields_args(values, [event_us, _us_of(created_ts) or now_us, expire_ms])
+            batch.append((codecs.key(entity_key), args))
             if len(batch) >= cfg.write_batch_size:
                 yield batch
                 batch = []
@@ -256,13 +296,14 @@ class RedisHashOnlineStore(OnlineStore):
 
         if isinstance(client, RedisCluster):
             return self._run_writes_cluster(client, commands)
+        calls = contract.script_calls(commands)
         for attempt in (1, 2):
             sha = self._script_sha(client)
             try:
                 pipe = client.pipeline(transaction=False)
-                for key, args in commands:
-                    pipe.evalsha(sha, 1, key, *args)
-                return pipe.execute()
+                for keys, args in calls:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                return [written for reply in pipe.execute() for written in reply]
             except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
                 self._sha = None
                 if attempt == 2:
@@ -274,27 +315,31 @@ class RedisHashOnlineStore(OnlineStore):
         """redis-py refuses EVALSHA in cluster pipelines: pipeline on each primary's own
         connection instead, and send anything a node refuses (a slot that moved) through
         the cluster client, which follows MOVED/ASK redirects."""
-        by_node: dict[str, tuple[Any, list[int]]] = {}
+        by_slot: dict[int, list[int]] = {}
         for i, (key, _) in enumerate(commands):
-            node = client.get_node_from_key(key)
-            by_node.setdefault(node.name, (node, []))[1].append(i)
+            by_slot.setdefault(client.keyslot(key), []).append(i)
+        by_node: dict[str, tuple[Any, list[list[int]]]] = {}
+        for positions in by_slot.values():
+            node = client.get_node_from_key(commands[positions[0]][0])
+            for start in range(0, len(positions), contract.ROWS_PER_CALL):
+                by_node.setdefault(node.name, (node, []))[1].append(positions[start:start + contract.ROWS_PER_CALL])
         results: list = [None] * len(commands)
         retry: list[int] = []
-        for node, positions in by_node.values():
+        for node, groups in by_node.values():
             conn = node.redis_connection or client.get_redis_connection(node)
             sha = conn.script_load(contract.WRITE_SCRIPT)
             pipe = conn.pipeline(transaction=False)
-            for i in positions:
-                key, args = commands[i]
-                pipe.evalsha(sha, 1, key, *args)
-            for i, reply in zip(positions, pipe.execute(raise_on_error=False)):
+            for group in groups:
+                pipe.evalsha(sha, len(group), *[commands[i][0] for i in group], *[a for i in group for a in commands[i][1]])
+            for group, reply in zip(groups, pipe.execute(raise_on_error=False)):
                 if isinstance(reply, Exception):
-                    retry.append(i)
+                    retry.extend(group)
                 else:
-                    results[i] = reply
+                    for i, written in zip(group, reply):
+                        results[i] = written
         for i in retry:
             key, args = commands[i]
-            results[i] = client.eval(contract.WRITE_SCRIPT, 1, key, *args)
+            results[i] = client.eval(contract.WRITE_SCRIPT, 1, key, *args)[0]
         return results
 
     def write_rows(self, config: RepoConfig, commands: list[tuple[str, list]]) -> list:

@@ -8,6 +8,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 """This checkout's feature repository."""
 
 
+def default_repo() -> Path:
+    """The feature repository a command works on by default: the current directory when it
+    holds a ``feature_store.yaml`` (as ``feast`` itself assumes), else this checkout."""
+    cwd = Path.cwd()
+    return cwd if (cwd / "feature_store.yaml").is_file() else REPO_ROOT
+
+
 def data_dir(repo: Path = REPO_ROOT) -> Path:
     return repo / "data"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from feast import Entity, FeatureStore, FeatureView
 
-from featurelib.paths import REPO_ROOT
+from featurelib.paths import default_repo
 
 
 class UserError(Exception):
@@ -39,12 +39,13 @@ def registry_file(store: FeatureStore) -> Path:
 
 
 def load_store(repo: Path | str | None = None, *, require_registry: bool = True) -> FeatureStore:
-    """The ``FeatureStore`` of ``repo`` (default: ``$FEAST_REPO`` or this checkout).
+    """The ``FeatureStore`` of ``repo`` (default: ``$FEAST_REPO``, else the current directory if it
+    holds ``feature_store.yaml``, else this checkout).
 
     Raises ``UserError`` when there is no ``feature_store.yaml`` or, with
     ``require_registry``, when ``feast apply`` has not written the registry yet.
     """
-    root = Path(repo or os.environ.get("FEAST_REPO") or REPO_ROOT).resolve()
+    root = Path(repo or os.environ.get("FEAST_REPO") or default_repo()).resolve()
     if not (root / "feature_store.yaml").is_file():
         raise UserError(f"no feature_store.yaml in {root}")
     with quiet():

@@ -1,6 +1,6 @@
 """Health checks of a feature repository: the library behind ``feature_utils.py validate``.
 
-``validate(repo)`` runs five checks and returns a ``Report``:
+``validate(repo)`` runs six checks and returns a ``Report``:
 
 1. **registry**: the file registry loads; what it holds and when it was last updated.
 2. **redis**: the online store answers ``PING``; round-trip time and server version.
@@ -10,6 +10,8 @@
    join keys, ``event_timestamp`` and every feature with the declared type.
 5. **online data**: for the entities most recently active offline, the online store
    holds values of every feature view; how old they are.
+6. **stream contract**: sampled Redis hashes of every view parse against its schema
+   (``docs/STREAM_CONTRACT.md``); no hashes of unregistered views, none without TTL.
 
 A check ends ``ok``, ``warn`` or ``fail``; the report fails when any check fails.
 """
@@ -319,6 +321,86 @@ def check_online(store: FeatureStore, sample: int = 50) -> Check:
     return Check("online data", status, summary, details, {"views": data})
 
 
+def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_000) -> Check:
+    """Hashes in Redis against the stream contract (``docs/STREAM_CONTRACT.md``).
+
+    Samples up to ``sample`` hashes of every registered view (bounded SCAN) and parses
+    every field against the view's schema: unknown fields, values that do not parse, a
+    missing ``_event_ts``, no expiry on a view with a TTL. Then scans up to
+    ``scan_limit`` keys under the prefix for hashes of views that are not registered.
+    """
+    from featurelib import contract
+
+    cfg = store.config.online_store
+    prefix = getattr(cfg, "key_prefix", None)
+    if prefix is None:
+        return Check("stream contract", WARN, f"online store {cfg.type} does not use the stream contract")
+    client = redis_client(store)
+    views = {v.name: v for v in store.list_feature_views()}
+    details, problems, data = [], [], {}
+    for name, view in sorted(views.items()):
+        codecs = {f.name: f.dtype.to_value_type() for f in view.features}
+        keys = []
+        for key in client.scan_iter(match=contract.scan_pattern(prefix, name), count=500):
+            keys.append(key)
+            if len(keys) >= sample:
+                break
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+            pipe.pttl(key)
+        replies = pipe.execute() if keys else []
+        found = []
+        for key, fields, pttl in zip(keys, replies[0::2], replies[1::2]):
+            k = key.decode()
+            try:
+                parsed = contract.parse_key(k)
+                if parsed.entity_type != contract.entity_type(view.join_keys or [view.entity_columns[0].name]):
+                    found.append(f"{k}: entity type {parsed.entity_type!r} does not match the view's join keys")
+            except ValueError as exc:
+                found.append(str(exc))
+            text = {f.decode(): v for f, v in fields.items()}
+            raw_ts = text.pop(contract.EVENT_TS, None)
+            text.pop(contract.CREATED_TS, None)
+            if raw_ts is None or not raw_ts.strip().isdigit():
+                found.append(f"{k}: no valid {contract.EVENT_TS}")
+            for field_name, value in text.items():
+                if field_name not in codecs:
+                    found.append(f"{k}: unknown field {field_name!r}")
+                    continue
+                try:
+                    contract.decode_python(codecs[field_name], value)
+                except (ValueError, TypeError) as exc:
+                    shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                    found.append(f"{k}: {field_name}={shown[:40]!r} is not a valid {codecs[field_name].name} ({exc})")
+            if view.ttl and pttl == -1:
+                found.append(f"{k}: no TTL, but the view's ttl is {view.ttl}")
+        data[name] = {"sampled": len(keys), "problems": len(found)}
+        details.append(f"{name:<22} {len(keys)} hashes sampled, {len(found)} problems")
+        problems += found
+    orphans, foreign, scanned = {}, 0, 0
+    for key in client.scan_iter(match=contract.scan_pattern(prefix), count=1000):
+        scanned += 1
+        try:
+            view_name = contract.parse_key(key).view
+        except ValueError:
+            foreign += 1
+            continue
+        if view_name not in views:
+            orphans[view_name] = orphans.get(view_name, 0) + 1
+        if scanned >= scan_limit:
+            break
+    for view_name, count in sorted(orphans.items()):
+        problems.append(f"{count} hash(es) of {view_name!r}, which is not a registered feature view")
+    if foreign:
+        problems.append(f"{foreign} key(s) under {prefix!r}: that do not follow the key grammar")
+    data.update(scanned=scanned, orphans=orphans, foreign=foreign, problems=problems[:100])
+    if problems:
+        return Check("stream contract", FAIL, f"{len(problems)} problem(s) in Redis hashes", problems[:20] + details, data)
+    return Check("stream contract", OK, f"sampled hashes follow the contract; {scanned:,} keys scanned, no orphans",
+                 details, data)
+
+
 def _age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -336,6 +418,7 @@ def validate(store: FeatureStore) -> Report:
         checks.append(_guard("offline sources", lambda: check_offline(store)))
         if redis_ok:
             checks.append(_guard("online data", lambda: check_online(store)))
+            checks.append(_guard("stream contract", lambda: check_contract(store)))
     return Report(str(store.repo_path), store.project, checks)
 
 

@@ -1,21 +1,35 @@
--- Write one feature row to its hash, atomically, if it is not older than the stored row.
+-- Write feature rows to their hashes, each atomically, unless the stored row is newer.
 -- The stream contract (docs/STREAM_CONTRACT.md); used by Feast materialization and stream jobs.
 --
--- KEYS[1]  features:{entity_type}:{entity_id}:{feature_view}
--- ARGV[1]  event timestamp of the row, integer microseconds since the Unix epoch (UTC)
--- ARGV[2]  created timestamp, integer microseconds since the epoch (0 if unknown)
--- ARGV[3]  expire-at, milliseconds since the epoch (event time + view TTL + grace), 0 for never
--- ARGV[4..] field, value, field, value, ... (a null feature is simply left out)
+-- KEYS[i]  features:{entity_type}:{entity_id}:{feature_view} of row i (one row per key)
+-- ARGV     for each row, in order:
+--            event timestamp of the row, integer microseconds since the Unix epoch (UTC)
+--            created timestamp, integer microseconds since the epoch (0 if unknown)
+--            expire-at, milliseconds since the epoch (event time + view TTL + grace), 0 for never
+--            n, the number of non-null features, followed by n pairs: field, value
+--            (a null feature is simply left out)
 --
--- Returns 1 when the row was written, 0 when the stored row has a newer event timestamp.
--- Equal timestamps replace the row, so writing the same row twice is idempotent.
-local stored = redis.call('HGET', KEYS[1], '_event_ts')
-if stored and tonumber(stored) > tonumber(ARGV[1]) then
-  return 0
+-- Returns one integer per row: 1 when written, 0 when the stored row has a newer event
+-- timestamp. Equal timestamps replace the row, so writing the same row twice is idempotent.
+-- In Redis Cluster all KEYS of one call must share a hash slot (one row per call always does).
+local result = {}
+local a = 1
+for i, key in ipairs(KEYS) do
+  local event_ts, created_ts, expire_at, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local first, last = a + 4, a + 3 + 2 * n
+  a = last + 1
+  local stored = redis.call('HGET', key, '_event_ts')
+  if stored and tonumber(stored) > tonumber(event_ts) then
+    result[i] = 0
+  else
+    if stored then
+      redis.call('DEL', key)  -- fields the new row leaves out (nulls) must not survive
+    end
+    redis.call('HSET', key, '_event_ts', event_ts, '_created_ts', created_ts, unpack(ARGV, first, last))
+    if tonumber(expire_at) > 0 then
+      redis.call('PEXPIREAT', key, expire_at)
+    end
+    result[i] = 1
+  end
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '_event_ts', ARGV[1], '_created_ts', ARGV[2], unpack(ARGV, 4))
-if tonumber(ARGV[3]) > 0 then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-end
-return 1
+return result

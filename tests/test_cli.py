@@ -160,3 +160,30 @@ def test_docs_output_equals_the_committed_file(feature_repo: Repo, tmp_path: Pat
     text = out.read_text()
     for needle in ("`txn_count_5m` | Int64 | transactions | 5m", "### `fraud_detection`", "`amount_vs_avg_5m_ratio`"):
         assert needle in text
+
+
+def test_validate_checks_the_stream_contract(scratch_repo: Repo, redis_server) -> None:
+    store = scratch_repo.store()
+    prefix = store.config.online_store.key_prefix
+    client = redis_server.client()
+    good = json.loads(cli(scratch_repo.path, "validate", "--json").stdout)
+    contract_check = next(c for c in good["checks"] if c["name"] == "stream contract")
+    assert contract_check["status"] == "ok" and contract_check["data"]["transaction_stats_5m"]["sampled"] > 0
+    key = next(iter(client.scan_iter(f"{prefix}:card:*:transaction_stats_5m")))
+    saved = client.hgetall(key), client.pttl(key)
+    try:
+        client.hset(key, mapping={"bogus_field": "1", "txn_count_5m": "many"})
+        client.persist(key)
+        client.hset(f"{prefix}:card:card_x:retired_view", mapping={"_event_ts": "1", "a": "1"})
+        result = cli(scratch_repo.path, "validate", "--json")
+        assert result.returncode == 1
+        problems = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "stream contract")["data"]["problems"]
+        text = "\n".join(problems)
+        assert "unknown field 'bogus_field'" in text
+        assert "txn_count_5m='many' is not a valid INT64" in text
+        assert "no TTL" in text
+        assert "'retired_view', which is not a registered feature view" in text
+    finally:
+        client.delete(key, f"{prefix}:card:card_x:retired_view")
+        client.hset(key, mapping=saved[0])
+        client.pexpire(key, saved[1])

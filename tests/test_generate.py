@@ -69,3 +69,8 @@ def test_clickstream_page_views_carry_dwell_and_scroll(clicks) -> None:
     assert pc.all(pc.equal(pc.is_valid(clicks.column("dwell_ms")), pv)).as_py()
     assert pc.all(pc.equal(pc.is_valid(clicks.column("scroll_pct")), pv)).as_py()
     assert set(pc.unique(clicks.column("event_type")).to_pylist()) == {"page_view", "click", "add_to_cart", "purchase"}
+
+
+def test_event_ids_are_unique_across_data_sets(txns) -> None:
+    other = generate_transactions(GeneratorConfig(n_cards=400, days=3, seed=11, end_us=CFG.end_us + 1))
+    assert not set(txns.column("txn_id").to_pylist()) & set(other.column("txn_id").to_pylist())

@@ -162,9 +162,12 @@ def test_a_stream_job_writing_with_the_script_is_served(store, server: RedisServ
     client = server.client()
     sha = client.script_load(contract.WRITE_SCRIPT_PATH.read_text())
     event_us = contract.to_us(now())
-    assert client.evalsha(sha, 1, "features:item:s1:items", event_us, event_us, 0,
-                          "n", "12", "x", "2.5", "ok", "true", "label", "from stream", "tags", '["X"]') == 1
-    assert client.evalsha(sha, 1, "features:item:s1:items", event_us - 1, event_us, 0, "n", "11") == 0
+    assert client.evalsha(sha, 1, "features:item:s1:items", event_us, event_us, 0, 5,
+                          "n", "12", "x", "2.5", "ok", "true", "label", "from stream", "tags", '["X"]') == [1]
+    assert client.evalsha(sha, 1, "features:item:s1:items", event_us - 1, event_us, 0, 1, "n", "11") == [0]
+    # Several rows in one call: each is judged on its own.
+    assert client.evalsha(sha, 2, "features:item:s1:items", "features:item:s2:items",
+                          event_us - 1, event_us, 0, 1, "n", "11", event_us, event_us, 0, 1, "n", "21") == [0, 1]
     out = read(store, ["s1"]).to_dict()
     assert out == {"item_id": ["s1"], "n": [12], "x": [2.5], "ok": [True], "label": ["from stream"], "tags": [["X"]]}
 

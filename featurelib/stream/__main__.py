@@ -24,18 +24,20 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=paths.REPO_ROOT, show_default=True,
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
               help="Feature repository (feature_store.yaml, registry, data/).")
 @click.option("--clock", type=click.Choice(["wall", "event"]), default="wall", show_default=True,
               help="wall: live traffic, windows close on the wall clock. event: replays of history, the clock is "
                    "the highest event time seen.")
 @click.option("--lateness", "lateness_s", default=10.0, show_default=True,
               help="Seconds an event may trail the clock and still count; later ones are quarantined.")
+@click.option("--timer-ms", default=20, show_default=True,
+              help="Wall clock: apply due window exits at most this often (rows keep their exact instants).")
 @click.option("--group", default="featurelib", show_default=True, help="Consumer group.")
 @click.option("--consumer", default="processor-1", show_default=True, help="Consumer name within the group.")
 @click.option("--until-idle", type=float, default=None, help="Stop after this many seconds without events.")
 @click.option("--max-events", type=int, default=None, help="Stop after this many events.")
-def run(repo: Path, clock: str, lateness_s: float, group: str, consumer: str, until_idle: float | None,
+def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, consumer: str, until_idle: float | None,
         max_events: int | None) -> None:
     """Consume events, write fresh features to Redis, land events as Parquet.
 
@@ -45,13 +47,16 @@ def run(repo: Path, clock: str, lateness_s: float, group: str, consumer: str, un
     """
     from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 
+    repo = repo or paths.default_repo()
     processor = StreamProcessor(ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock,
-                                                lateness_s=lateness_s), log=lambda m: click.echo(m, err=True))
+                                                lateness_s=lateness_s, timer_ms=timer_ms),
+                                log=lambda m: click.echo(m, err=True))
     processor.run(until_idle_s=until_idle, max_events=max_events)
 
 
 @cli.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=paths.REPO_ROOT, show_default=True)
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
+              show_default="the current directory if it holds feature_store.yaml, else this checkout")
 @click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with <stream>/**.parquet raw events. Default: <repo>/data/replay.")
 @click.option("--speed", default="max", show_default=True,
@@ -68,6 +73,7 @@ def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], 
         factor = None if speed == "max" else float(speed)
     except ValueError:
         raise click.BadParameter(f"{speed!r} is neither 'max' nor a number", param_hint="--speed") from None
+    repo = repo or paths.default_repo()
     client = redis_client(load_store(repo))
     run_replay(client, source or paths.data_dir(repo) / "replay", kinds=list(kinds) or None, speed=factor,
                limit=limit, progress=lambda m: click.echo(m, err=True))

@@ -45,6 +45,9 @@ class ProcessorConfig:
     """``wall``: the clock is the wall clock (live streams); ``event``: the highest event time
     seen (replays of history as fast as possible)."""
     lateness_s: float = 10.0
+    timer_ms: int = 20
+    """Wall clock: window exits due are applied at most this often (each row still carries the
+    exact instant of its change point); bounds the work of an idle processor."""
     read_count: int = 20_000
     max_block_ms: int = 200
     flush_rows: int = 100_000
@@ -91,6 +94,7 @@ class StreamProcessor:
         # cursor walks through them (they stay pending until their events are landed).
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
         self._stop = False
+        self._last_step = 0.0
 
     # ------------------------------------------------------------------ setup
 
@@ -126,12 +130,15 @@ class StreamProcessor:
     # ------------------------------------------------------------------ loop
 
     def _block_ms(self) -> int:
+        """How long a read may wait: until the next window change is due (wall clock)."""
         if self.cfg.clock != "wall":
             return self.cfg.max_block_ms
         nxt = self.core.next_change_point()
         if nxt is None:
             return self.cfg.max_block_ms
-        return int(min(max((nxt - now_us()) / 1000, 1), self.cfg.max_block_ms))
+        until_due = (nxt - now_us()) / 1000
+        until_allowed = self.cfg.timer_ms - (time.monotonic() - self._last_step) * 1000
+        return int(min(max(until_due, until_allowed, 1), self.cfg.max_block_ms))
 
     def read(self, block_ms: int) -> dict[str, list]:
         pending = self._pending_cursor
@@ -183,17 +190,19 @@ class StreamProcessor:
 
     def tick(self) -> bool:
         """One iteration: read, compute, write, land and acknowledge when due. True if
-        anything was read or a window closed."""
+        events were read."""
         entries = self.read(self._block_ms())
-        before = self.core.now_us
         due = self.core.next_change_point() if self.cfg.clock == "wall" else None
-        if entries or (due is not None and due <= now_us()):
+        timers = (due is not None and due <= now_us()
+                  and (time.monotonic() - self._last_step) * 1000 >= self.cfg.timer_ms)
+        if entries or timers:
             self.process(entries)
+            self._last_step = time.monotonic()
         if self.landing.due():
             self.flush()
         if self.stats.steps % 200 == 0:
             self.core.trim()
-        return bool(entries) or self.core.now_us != before
+        return bool(entries)
 
     def stop(self, *_: object) -> None:
         self._stop = True

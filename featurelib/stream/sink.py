@@ -57,11 +57,12 @@ class RowWriter:
         texts = [_text(latest.column(n)) for n in names]
         commands = []
         for i, k in enumerate(keys.to_pylist()):
-            args = [int(event_us[i]), now_us, int(expire[i])]
+            args = [int(event_us[i]), now_us, int(expire[i]), 0]
             for name, col in zip(names, texts):
                 if col[i] is not None:
                     args.append(name)
                     args.append(col[i])
+            args[3] = (len(args) - 4) // 2
             commands.append((k, args))
         return commands
 
