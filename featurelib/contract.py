@@ -108,9 +108,23 @@ def parse_key(key: str | bytes) -> ParsedKey:
     return ParsedKey(parts[0], parts[1], tuple(unescape(p) for p in parts[2].split("+")), parts[3])
 
 
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def scan_pattern(prefix: str, view: str | None = None) -> str:
-    """SCAN pattern of every hash of ``view`` (or of every view) under ``prefix``."""
-    return f"{prefix}:*:*:{view}" if view else f"{prefix}:*"
+    """SCAN pattern of every hash of ``view`` (or of every view) under ``prefix``. A ``*`` also
+    matches ``:``, so callers confirm each key with ``parse_key``."""
+    return f"{_glob_escape(prefix)}:*:*:{_glob_escape(view)}" if view else f"{_glob_escape(prefix)}:*"
+
+
+def is_key_of(key: str | bytes, prefix: str, view: str | None = None) -> bool:
+    """True when ``key`` is a feature key under exactly ``prefix`` (and of ``view``)."""
+    try:
+        parsed = parse_key(key)
+    except ValueError:
+        return False
+    return parsed.prefix == prefix and (view is None or parsed.view == view)
 
 
 # ---------------------------------------------------------------------------- values

@@ -457,9 +457,11 @@ class RedisHashOnlineStore(OnlineStore):
     def delete_view(self, config: RepoConfig, view_name: str, batch: int = 1000) -> int:
         """Delete every hash of ``view_name`` (bounded SCAN, batched UNLINK). Returns the count."""
         client = self.client(config)
-        pattern = contract.scan_pattern(config.online_store.key_prefix, view_name)
+        prefix = config.online_store.key_prefix
         deleted, pending = 0, []
-        for key in client.scan_iter(match=pattern, count=batch):
+        for key in client.scan_iter(match=contract.scan_pattern(prefix, view_name), count=batch):
+            if not contract.is_key_of(key, prefix, view_name):
+                continue  # e.g. a longer prefix that starts with this one
             pending.append(key)
             if len(pending) >= batch:
                 deleted += self._unlink(client, pending)

@@ -68,7 +68,8 @@ def readme_repo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Repo:
     copy_repo(path)
     set_project(path, "readme_repo")
     shutil.copytree(ROOT / "docs", path / "docs")
-    return make_repo(path)
+    # Like a fresh clone: nothing in the online store yet (the README's own commands load it).
+    return make_repo(path, materialize=False)
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -56,8 +56,11 @@ def _replay_ids(repo: Path) -> set[str]:
     return ids
 
 
-def _assert_online_equals_batch(repo: Path, clock_us: int) -> int:
-    """Batch job over the landed events; every entity's online row is its latest batch row <= clock."""
+def _assert_online_equals_batch(repo: Path, clock: dict[str, int]) -> int:
+    """Batch job over the landed events; every entity's online row is its latest batch row at or
+    before its stream's clock."""
+    from featurelib import semantics
+
     build_all(paths.raw_dir(repo), paths.features_dir(repo))
     store = load_store(repo)
     checked = 0
@@ -65,7 +68,7 @@ def _assert_online_equals_batch(repo: Path, clock_us: int) -> int:
         view = store.get_feature_view(name)
         key = view.join_keys[0]
         offline = pd.read_parquet(offline_path(store, view))
-        offline = offline[offline.event_timestamp <= pd.Timestamp(clock_us * 1000, tz="UTC")]
+        offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantics.VIEWS[name].events] * 1000, tz="UTC")]
         latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
         online = online_values(store, view, latest[key].tolist())
         for i, row in latest.iterrows():
@@ -80,10 +83,11 @@ def _assert_online_equals_batch(repo: Path, clock_us: int) -> int:
 def test_replay_through_redis_streams_serves_what_the_batch_job_computes(repo: Path, redis_server) -> None:
     cfg = _config(repo, clock="event", lateness_s=0)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
-    stats = StreamProcessor(cfg).run(until_idle_s=0.5)
+    processor = StreamProcessor(cfg)
+    stats = processor.run(until_idle_s=0.5)
     assert stats.events == stats.accepted == sent and stats.too_late == stats.malformed == stats.duplicates == 0
     assert _landed_ids(repo) == _replay_ids(repo)
-    assert _assert_online_equals_batch(repo, StreamProcessor(cfg).core.now_us or CFG.end_us) > 100
+    assert _assert_online_equals_batch(repo, processor.core.clock) > 100
 
 
 def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
@@ -105,7 +109,30 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     assert stats.events >= sent - 6 * 2 * 50  # the unacknowledged entries came again
     assert sum(client.xpending(k, cfg.group)["pending"] for k in cfg.streams.values()) == 0
     assert _landed_ids(repo) == _replay_ids(repo)
-    assert _assert_online_equals_batch(repo, second.core.now_us) > 100
+    assert _assert_online_equals_batch(repo, second.core.clock) > 100
+
+
+def test_a_wall_clock_restart_writes_the_window_exits_it_missed(repo: Path, redis_server,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped right after an event, restarted ten minutes later: the 5-minute exit that fell
+    while it was away must be written at once."""
+    import featurelib.stream.processor as processor_module
+
+    cfg = _config(repo, clock="wall", lateness_s=5)
+    client = redis_server.client()
+    prefix = load_store(repo).config.online_store.key_prefix
+    key = f"{prefix}:card:card_w:transaction_stats_5m"
+    t = now_us()
+    client.xadd(cfg.streams["transactions"], {"txn_id": "w1", "card_id": "card_w", "user_id": "u", "device_id": "d",
+                                              "merchant_id": "m", "merchant_category": "grocery", "country": "US",
+                                              "amount_cents": "100", "event_timestamp": str(t)})
+    StreamProcessor(cfg).run(until_idle_s=0.5)
+    assert client.hget(key, "txn_count_5m") == b"1" and int(client.hget(key, "_event_ts")) == t
+    later = now_us() + 10 * 60 * SECOND
+    monkeypatch.setattr(processor_module, "now_us", lambda: later)
+    StreamProcessor(cfg).run(until_idle_s=0.3)
+    assert int(client.hget(key, "_event_ts")) == t + 5 * 60 * SECOND
+    assert client.hget(key, "txn_count_5m") == b"0" and client.hget(key, "txn_count_30m") == b"1"
 
 
 def test_late_malformed_and_duplicate_events(repo: Path, redis_server) -> None:

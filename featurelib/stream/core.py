@@ -132,9 +132,22 @@ class StreamCore:
         candidates = [c for c in candidates if c is not None]
         return min(candidates) if candidates else None
 
-    def trim(self) -> int:
-        """Forget events that can no longer affect a row the processor may (re)write."""
-        return sum(b.trim(self.clock[k] - self.lateness_us - b.horizon_us) for k, b in self.buffers.items())
+    def trim(self, arrival_floor: dict[str, int] | None = None) -> int:
+        """Forget events that can no longer affect a row the processor may (re)write.
+
+        Event time: nothing earlier than ``clock - lateness`` can still be accepted. Wall
+        clock: acceptance depends on arrival, so the floor is the earliest arrival any
+        unread entry can have (``arrival_floor``, per stream); without one, nothing is
+        trimmed."""
+        dropped = 0
+        for kind, buffer in self.buffers.items():
+            floor = self.clock[kind]
+            if arrival_floor is not None:
+                if kind not in arrival_floor:
+                    continue
+                floor = min(floor, arrival_floor[kind])
+            dropped += buffer.trim(floor - self.lateness_us - buffer.horizon_us)
+        return dropped
 
 
 def latest_rows(rows: pa.Table, key: str) -> pa.Table:

@@ -5,7 +5,7 @@ Producers ``XADD`` one entry per event to ``events:transactions`` or
 ``featurelib.generate`` (``TRANSACTION_SCHEMA``, ``CLICKSTREAM_SCHEMA``) as text:
 
 * ``event_timestamp``: integer microseconds since the Unix epoch (UTC);
-* integers as decimal text, booleans ``true``/``false``, strings as they are;
+* integers as decimal text (at most 18 digits), booleans ``true``/``false``, strings as they are;
 * an absent field is null.
 
 Example: ``XADD events:transactions * txn_id t-1 card_id card_12345 user_id user_1001
@@ -112,7 +112,7 @@ def decode(kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decode
             ok = pc.or_(pc.is_null(col), pc.is_in(col, pa.array(["true", "false"])))
             parsed[field.name] = pc.equal(col, "true")
         else:  # integers and the timestamp: decimal integer text
-            ok = pc.or_(pc.is_null(col), pc.match_substring_regex(col, r"^-?[0-9]{1,19}$"))
+            ok = pc.or_(pc.is_null(col), pc.match_substring_regex(col, r"^-?[0-9]{1,18}$"))  # fits in int64
             ints = pc.cast(pc.if_else(ok, col, pa.scalar(None, pa.string())), pa.int64())
             parsed[field.name] = ints.cast(field.type) if pa.types.is_timestamp(field.type) else ints
         for i in np.flatnonzero(~np.asarray(ok.fill_null(True))):

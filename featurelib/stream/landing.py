@@ -4,13 +4,14 @@ Accepted events go to ``data/raw/<stream>/stream/<date>/part-<first id>_<last id
 beside the generated events, so the batch job covers them and training sees the values
 that were served. Too-late and malformed events go to ``data/quarantine/<stream>/``,
 which the batch job does not read. A partition is written once (temporary name, then
-rename); events delivered again after a crash land again in another partition and the
-batch job counts each event id once.
+rename) under a name no other flush uses; events delivered again after a crash land again
+in another partition and the batch job counts each event id once.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,7 +61,8 @@ class Landing:
         for kind, p in self.pending.items():
             if not p.ids:
                 continue
-            name = f"{_safe(p.ids[0])}_{_safe(p.ids[-1])}.parquet"
+            # Unique even if the same id range lands again after a crash (never replace a file).
+            name = f"{_safe(p.ids[0])}_{_safe(p.ids[-1])}_{uuid.uuid4().hex[:8]}.parquet"
             day = datetime.fromtimestamp(int(p.ids[0].split(b"-")[0]) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
             if p.accepted:
                 write_table(pa.concat_tables(p.accepted), self.raw_dir / kind / "stream" / day / f"part-{name}")

@@ -95,26 +95,40 @@ class StreamProcessor:
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
         self._stop = False
         self._last_step = 0.0
+        self._arrival_floor: dict[str, int] = {}  # wall clock: no unread entry arrived earlier
 
     # ------------------------------------------------------------------ setup
 
     def ensure_groups(self) -> None:
+        """Create the consumer groups, and take over entries left pending under other consumer
+        names (a renamed or dead processor), so that they are landed too."""
         for key in self.cfg.streams.values():
             with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
                 self.redis.xgroup_create(key, self.cfg.group, id="0", mkstream=True)
+            start = "0-0"
+            while True:
+                reply = self.redis.xautoclaim(key, self.cfg.group, self.cfg.consumer, min_idle_time=0,
+                                              start_id=start, count=1000)
+                start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+                if start == "0-0":
+                    break
 
     def bootstrap(self) -> int:
-        """Rebuild window state from the events already landed (generated and streamed)."""
+        """Rebuild window state from the events already landed (generated and streamed).
+
+        Each stream's clock restarts at its newest landed event, so the first step writes
+        every window change that fell while the processor was away (on the wall clock, up
+        to now). Rows rewritten with their own timestamps are unchanged."""
         loaded = 0
         for kind, buffer in self.core.buffers.items():
             files = raw_files(paths.raw_dir(self.cfg.repo), kind)
             if not files:
                 continue
             paths_sql = ", ".join(f"'{p.as_posix()}'" for p in files)
-            latest = duck.one(f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) "
-                              f"FROM read_parquet([{paths_sql}], union_by_name = true)")[0]
-            clock = now_us() if self.cfg.clock == "wall" else latest
-            since = clock - self.core.lateness_us - buffer.horizon_us
+            clock = duck.one(f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) "
+                             f"FROM read_parquet([{paths_sql}], union_by_name = true)")[0]
+            # An hour more than the windows need: entries read after a restart may trail it.
+            since = clock - self.core.lateness_us - buffer.horizon_us - 3600 * SECOND
             cols = ", ".join(f.name for f in SCHEMAS[kind])
             table = duck.arrow(
                 f"SELECT {cols} FROM read_parquet([{paths_sql}], union_by_name = true) "
@@ -123,8 +137,6 @@ class StreamProcessor:
             buffer.add(table.cast(SCHEMAS[kind]))
             loaded += table.num_rows
             self.core.clock[kind] = max(self.core.clock[kind], clock)
-        if self.cfg.clock == "wall":
-            self.core.clock = {k: max(c, now_us()) for k, c in self.core.clock.items()}
         return loaded
 
     # ------------------------------------------------------------------ loop
@@ -143,6 +155,7 @@ class StreamProcessor:
     def read(self, block_ms: int) -> dict[str, list]:
         pending = self._pending_cursor
         streams = pending if pending is not None else {k: ">" for k in self.cfg.streams.values()}
+        read_at = now_us()
         reply = self.redis.xreadgroup(self.cfg.group, self.cfg.consumer, streams, count=self.cfg.read_count,
                                       block=None if pending is not None else block_ms)
         by_key = {(k.decode() if isinstance(k, bytes) else k): entries for k, entries in (reply or [])}
@@ -153,7 +166,13 @@ class StreamProcessor:
             if not any(by_key.values()):
                 self._pending_cursor = None  # everything delivered before the restart is handled
         kinds = {v: k for k, v in self.cfg.streams.items()}
-        return {kinds[k]: entries for k, entries in by_key.items() if entries}
+        out = {kinds[k]: entries for k, entries in by_key.items() if entries}
+        if pending is None:
+            for kind in self.cfg.streams:
+                # Entries not read yet arrived after the last one read, or after this read if none was.
+                floor = int(out[kind][-1][0].split(b"-")[0]) * 1000 if kind in out else read_at - SECOND
+                self._arrival_floor[kind] = max(self._arrival_floor.get(kind, 0), floor)
+        return out
 
     def process(self, entries: dict[str, list]) -> None:
         new = {}
@@ -201,7 +220,7 @@ class StreamProcessor:
         if self.landing.due():
             self.flush()
         if self.stats.steps % 200 == 0:
-            self.core.trim()
+            self.core.trim(self._arrival_floor if self.cfg.clock == "wall" else None)
         return bool(entries)
 
     def stop(self, *_: object) -> None:
