@@ -28,6 +28,7 @@ All arithmetic on aggregates is integer; floats appear only in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -359,6 +360,7 @@ SORT_KEYS = {
 ``user_engagement_5m``'s current session)."""
 
 
+@functools.cache
 def output_schema(view: s.ViewSemantics) -> pa.Schema:
     """The Parquet schema of a view's feature rows."""
     sample = s.DERIVE[view.name]({k: np.zeros(0, np.int64) for k in _AGGREGATE_NAMES[view.name]})

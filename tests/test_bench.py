@@ -15,3 +15,17 @@ def test_backfill_benchmark_small(tmp_path: Path) -> None:
     assert {(r["input"], r["workers"]) for r in rows} == {("transactions", 1), ("transactions", 2), ("clickstream", 1)}
     assert all(r["events"] > 0 and r["events_per_second"] > 0 and r["peak_rss_mb"] > 0 for r in rows)
     assert "| transactions |" in (tmp_path / "backfill.md").read_text()
+
+
+def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
+    run([sys.executable, "bench/online_store.py", "--cards", "200", "--reads", "20", "--out", str(tmp_path)], ROOT, timeout=900)
+    online = json.loads((tmp_path / "online_store.json").read_text())
+    assert set(online["writes"]) == {"this store", "Feast redis"}
+    assert online["reads"]["store_read_1"]["raw floor (redis-py HMGET pipeline)"]["p50_ms"] > 0
+    run([sys.executable, "bench/stream.py", "--cards", "200", "--days", "1", "--seconds", "3", "--rate", "200",
+         "--out", str(tmp_path)], ROOT, timeout=900)
+    stream = json.loads((tmp_path / "stream.json").read_text())
+    assert stream["throughput"]["events"] > 0 and stream["latency"]["events"] > 0 and stream["latency"]["p99_ms"] > 0
+    run([sys.executable, "bench/race.py", "--rounds", "1", "--out", str(tmp_path)], ROOT, timeout=900)
+    race = json.loads((tmp_path / "race.json").read_text())
+    assert race["this store"][0]["keys_left_with_an_older_row"] == 0

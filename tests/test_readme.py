@@ -27,6 +27,9 @@ COVERED_ELSEWHERE = {
     "feast serve": "tests/test_feature_server.py starts it and runs the README's curl command against it",
     "curl": "tests/test_feature_server.py runs it against a running `feast serve`",
     "python bench/backfill.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
+    "python bench/online_store.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
+    "python bench/stream.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
+    "python bench/race.py": "tests/test_bench.py runs it with one round",
     "python -m featurelib.stream run": "runs until stopped: tests/test_stream_e2e.py starts it, XADDs events and reads "
                                        "them through feast serve (its --until-idle form below runs here)",
 }

@@ -103,27 +103,19 @@ class StreamCore:
     def _rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
               before: int, now: int) -> pa.Table | None:
         key = view.join_key
-        ids, lows = [], []
+        low: dict[str, int] = {}  # entity -> the earliest instant whose row may have changed
         if new_events is not None and new_events.num_rows:
-            grouped = pa.table({key: new_events.column(key), "t": _us(new_events.column("event_timestamp"))}) \
-                .group_by(key).aggregate([("t", "min")])
-            ids.append(grouped.column(key))
-            lows.append(np.minimum(grouped.column("t_min").to_numpy(), before + 1))
-        timers = buffer.entities_with_change_points(view, before, now)
-        if len(timers):
-            ids.append(timers)
-            lows.append(np.full(len(timers), before + 1, np.int64))
-        if not ids:
+            for entity, t in zip(new_events.column(key).to_pylist(), _us(new_events.column("event_timestamp")).tolist()):
+                low[entity] = min(low.get(entity, t), t, before + 1)
+        for entity in buffer.entities_with_change_points(view, before, now):
+            low[entity] = min(low.get(entity, before + 1), before + 1)
+        if not low:
             return None
-        entity_ids = pa.chunked_array(ids).combine_chunks()
-        low = np.concatenate(lows)
-        # An entity may come from both sources: keep its lowest bound.
-        table = pa.table({key: entity_ids, "low": low}).group_by(key).aggregate([("low", "min")])
-        entity_ids, low = table.column(key).combine_chunks(), table.column("low_min").to_numpy()
-        rows = compute_view(view, buffer.events_of(view, entity_ids), since_us=int(low.min()), until_us=now)
+        entities = list(low)
+        rows = compute_view(view, buffer.events_of(view, entities), since_us=min(low.values()), until_us=now)
         if rows.num_rows == 0:
             return rows
-        row_low = low[np.asarray(pc.index_in(rows.column(key), value_set=entity_ids))]
+        row_low = np.array([low[e] for e in rows.column(key).to_pylist()], dtype=np.int64)
         keep = _us(rows.column("event_timestamp")) >= row_low
         return rows if keep.all() else rows.filter(pa.array(keep))
 

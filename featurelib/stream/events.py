@@ -88,20 +88,21 @@ def encode_table(table: pa.Table) -> list[dict[str, str]]:
 def decode(kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decoded:
     """Decode ``XREADGROUP`` entries of one stream into a table of the raw-event schema."""
     schema = SCHEMAS[kind]
-    required = REQUIRED[kind]
+    required = [f.encode() for f in REQUIRED[kind]]
     good, bad, bad_reasons = [], [], []
-    for entry_id, fields in entries:
-        missing = [f for f in required if f.encode() not in fields]
-        if missing:
-            bad.append((entry_id, fields))
-            bad_reasons.append(f"missing {', '.join(missing)}")
+    for entry in entries:
+        fields = entry[1]
+        if all(f in fields for f in required):
+            good.append(entry)
         else:
-            good.append((entry_id, fields))
+            bad.append(entry)
+            bad_reasons.append("missing " + ", ".join(f.decode() for f in required if f not in fields))
+    rows = [f for _, f in good]
     columns = {}
     problems: list[str | None] = [None] * len(good)
     for field in schema:
-        raw = pa.array([f.get(field.name.encode()) for _, f in good], pa.binary()).cast(pa.string())
-        columns[field.name] = raw
+        name = field.name.encode()
+        columns[field.name] = pa.array([f.get(name) for f in rows], pa.binary()).cast(pa.string())
     parsed = {}
     for field in schema:
         col = columns[field.name]
@@ -129,5 +130,7 @@ def decode(kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decode
         "fields": [str({k.decode(): v.decode(errors="replace") for k, v in f.items()}) for _, f in bad],
         "reason": bad_reasons,
     }, schema=MALFORMED_SCHEMA)
-    return Decoded(table, ids, np.array([entry_arrival_us(i) for i in ids], dtype=np.int64), malformed,
-                   [eid for eid, _ in bad])
+    # An entry id is "<milliseconds>-<sequence>": when Redis received the entry.
+    millis = pc.list_element(pc.split_pattern(pa.array(ids, pa.binary()).cast(pa.string()), "-"), 0)
+    arrival = np.asarray(pc.cast(millis, pa.int64()), dtype=np.int64) * 1000
+    return Decoded(table, ids, arrival, malformed, [eid for eid, _ in bad])

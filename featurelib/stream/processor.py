@@ -48,7 +48,7 @@ class ProcessorConfig:
     timer_ms: int = 20
     """Wall clock: window exits due are applied at most this often (each row still carries the
     exact instant of its change point); bounds the work of an idle processor."""
-    read_count: int = 20_000
+    read_count: int = 100_000
     max_block_ms: int = 200
     flush_rows: int = 100_000
     flush_seconds: float = 2.0
@@ -66,14 +66,19 @@ class Stats:
     steps: int = 0
     started: float = field(default_factory=time.monotonic)
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    step_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    phase_ms: dict = field(default_factory=dict)  # phase -> total milliseconds
 
-    def percentile(self, q: float) -> float | None:
-        return float(np.percentile(np.fromiter(self.latencies_ms, float), q)) if self.latencies_ms else None
+    def percentile(self, q: float, samples: deque | None = None) -> float | None:
+        samples = self.latencies_ms if samples is None else samples
+        return float(np.percentile(np.fromiter(samples, float), q)) if samples else None
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         p50, p99 = self.percentile(50), self.percentile(99)
         lat = f", event-to-servable p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
+        if self.step_ms:
+            lat += f"; {self.steps:,} steps, p50 {self.percentile(50, self.step_ms):.1f} ms p99 {self.percentile(99, self.step_ms):.1f} ms"
         return (f"{self.events:,} events ({self.events / elapsed:,.0f}/s): {self.accepted:,} applied, {self.too_late:,} too late, "
                 f"{self.duplicates:,} duplicates, {self.malformed:,} malformed; {self.rows_written:,} rows written{lat}")
 
@@ -174,7 +179,13 @@ class StreamProcessor:
                 self._arrival_floor[kind] = max(self._arrival_floor.get(kind, 0), floor)
         return out
 
+    def _phase(self, name: str, started: float) -> float:
+        now = time.perf_counter()
+        self.stats.phase_ms[name] = self.stats.phase_ms.get(name, 0.0) + (now - started) * 1000
+        return now
+
     def process(self, entries: dict[str, list]) -> None:
+        t0 = time.perf_counter()
         new = {}
         arrivals = []
         for kind, items in entries.items():
@@ -184,10 +195,13 @@ class StreamProcessor:
             new[kind] = (decoded, decoded.arrival_us if self.cfg.clock == "wall" else None)
             arrivals.append(decoded.arrival_us)
         clock = now_us() if self.cfg.clock == "wall" else None
+        t = self._phase("decode", t0)
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
+        t = self._phase("compute", t)
         written_at = now_us()
         self.stats.rows_written += self.writer.write(result.rows, written_at)
         done = now_us()
+        t = self._phase("write", t)
         for kind, (decoded, _) in new.items():
             accepted, late = result.accepted.get(kind), result.too_late.get(kind)
             self.stats.accepted += accepted.num_rows if accepted is not None else 0
@@ -200,12 +214,16 @@ class StreamProcessor:
         if arrivals:
             self.stats.latencies_ms.extend(((done - np.concatenate(arrivals)) / 1000).tolist())
         self.stats.steps += 1
+        self._phase("land", t)
+        self.stats.step_ms.append((time.perf_counter() - t0) * 1000)
 
     def flush(self) -> None:
+        t = time.perf_counter()
         for kind, ids in self.landing.flush().items():
             key = self.cfg.streams[kind]
             for start in range(0, len(ids), 10_000):
                 self.redis.xack(key, self.cfg.group, *ids[start:start + 10_000])
+        self._phase("flush", t)
 
     def tick(self) -> bool:
         """One iteration: read, compute, write, land and acknowledge when due. True if
@@ -252,5 +270,6 @@ class StreamProcessor:
         finally:
             self.flush()
             self.log(self.stats.line())
+            self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
         return self.stats
 
