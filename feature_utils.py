@@ -61,6 +61,11 @@ def cli(ctx: click.Context, repo: Path) -> None:
       python feature_utils.py validate                      # is everything healthy?
       python feature_utils.py validate-pit --entity-id card_12345 --entity-type card
       python feature_utils.py docs --output-file docs/FEATURES.md
+      python feature_utils.py quality                       # values within their expectations?
+      python feature_utils.py freshness                     # data as fresh as each view declares?
+      python feature_utils.py drift                         # distributions shifted?
+      python feature_utils.py skew-audit                    # online equal to offline, at scale?
+      python feature_utils.py spec --feature-service fraud_detection
 
     The Redis connection comes from REDIS_CONNECTION_STRING (default localhost:6379).
     """
@@ -138,6 +143,163 @@ def docs(ctx: click.Context, output_file: Path | None) -> None:
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(text)
     click.echo(f"wrote {output_file} ({len(text.splitlines())} lines)", err=True)
+
+
+def _range(text: str, option: str) -> tuple[int, int]:
+    from featurelib.timeutil import parse_range
+
+    try:
+        return parse_range(text)
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
+def _views(store, names: tuple[str, ...]) -> list[str] | None:
+    known = {v.name for v in store.list_feature_views()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BadInput(f"unknown feature view {unknown[0]!r} (expected one of: {', '.join(sorted(known))})")
+    return list(names) or None
+
+
+@cli.command()
+@click.option("--range", "window", default="1d..now", show_default=True, metavar="START..END",
+              help="Offline rows to check: ages (7d, 2h) or ISO-8601 times.")
+@click.option("--sample", default=200, show_default=True, help="Recently active entities whose online values are checked.")
+@click.option("--max-violations", default=0.0, show_default=True,
+              help="Share of rows (0 to 1) allowed to break an expectation before the check fails.")
+@click.option("--view", "views", multiple=True, help="Check only this feature view (repeatable).")
+@click.option("--offline-only", is_flag=True, help="Skip the online sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@one_line_errors
+def quality(ctx: click.Context, window: str, sample: int, max_violations: float, views: tuple[str, ...],
+            offline_only: bool, as_json: bool) -> None:
+    """Check feature values against the expectations declared next to each feature.
+
+    Expectations are field tags in feature_views.py (expect.min, expect.max, expect.in,
+    expect.max_null_share) and appear in docs/FEATURES.md. Reports per feature the number
+    of violating rows with examples, for the offline rows in --range and the online values
+    of recently active entities. Exits 1 when a feature breaks its expectations in more
+    than --max-violations of its rows, or has too many nulls.
+    """
+    from featurelib.quality import quality as run
+
+    store = _store(ctx)
+    start, end = _range(window, "--range")
+    emit(run(store, start, end, sample=sample, max_violation_share=max_violations, views=_views(store, views),
+             online=not offline_only), as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@one_line_errors
+def freshness(ctx: click.Context, as_json: bool) -> None:
+    """Check that each feature view's data is as fresh as the view declares.
+
+    Each view's tag freshness_max_age (10m for the stream-fed views, 1d for batch ones) is
+    compared with the age of the newest raw event its offline file was computed from, and
+    with the age of the newest online row among recently active entities. Exits 1 when any
+    view is stale.
+    """
+    from featurelib.freshness import freshness as run
+
+    emit(run(_store(ctx)), as_json)
+
+
+@cli.command()
+@click.option("--reference", default="7d..1d", show_default=True, metavar="START..END", help="Reference window.")
+@click.option("--recent", default="1d..now", show_default=True, metavar="START..END", help="Window compared with it.")
+@click.option("--training-set", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Instead: a model's training set (Parquet with feature columns) against --served, or else "
+                   "against online values now.")
+@click.option("--served", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="With --training-set: Parquet of recently served features, built like the training set.")
+@click.option("--online-sample", default=500, show_default=True, help="With --training-set: entities read online per view.")
+@click.option("--psi", "psi_threshold", default=0.2, show_default=True, help="PSI at which a feature counts as drifted.")
+@click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=Path("data/drift"), show_default=True,
+              help="Directory for a PNG histogram of every flagged feature.")
+@click.option("--view", "views", multiple=True, help="Compare only this feature view (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@one_line_errors
+def drift(ctx: click.Context, reference: str, recent: str, training_set: Path | None, served: Path | None, online_sample: int,
+          psi_threshold: float, plots: Path, views: tuple[str, ...], as_json: bool) -> None:
+    """Compare feature distributions: a reference window against a recent one.
+
+    Per feature: population stability index over the reference's deciles (or categories),
+    and a two-sample test (Kolmogorov-Smirnov, or chi-square) that flags only with an effect
+    size of 0.1 or more. Flagged features get a PNG histogram in --plots. Exits 1 when any
+    feature is flagged.
+
+    With --training-set, a model's training set is compared with --served (features served
+    recently, built the same way: the fair comparison) or with online values of recently
+    active entities (a different population: see docs/MONITORING.md).
+    """
+    from featurelib.drift import drift as run
+    from featurelib.drift import drift_against_training
+
+    store = _store(ctx)
+    plot_dir = plots if plots.is_absolute() else Path(store.repo_path) / plots
+    if training_set is not None:
+        emit(drift_against_training(store, training_set, served=served, sample=online_sample,
+                                    psi_threshold=psi_threshold, plot_dir=plot_dir), as_json)
+        return
+    emit(run(store, _range(reference, "--reference"), _range(recent, "--recent"), psi_threshold=psi_threshold,
+             plot_dir=plot_dir, views=_views(store, views)), as_json)
+
+
+@cli.command("skew-audit")
+@click.option("--entities", default=200, show_default=True, help="Entities sampled per feature view.")
+@click.option("--all", "all_entities", is_flag=True, help="Audit every entity in the online store.")
+@click.option("--max-keys-per-second", default=10_000.0, show_default=True,
+              help="Keys the SCAN may make Redis examine per second (keeps a production Redis comfortable).")
+@click.option("--max-mismatch-rate", default=0.0, show_default=True,
+              help="Share of entities (0 to 1) allowed to differ per feature before the audit fails.")
+@click.option("--view", "views", multiple=True, help="Audit only this feature view (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@one_line_errors
+def skew_audit(ctx: click.Context, entities: int, all_entities: bool, max_keys_per_second: float,
+               max_mismatch_rate: float, views: tuple[str, ...], as_json: bool) -> None:
+    """Compare online values with offline point-in-time values for many entities.
+
+    validate-pit at scale: entities are sampled from the online store with a bounded,
+    paced SCAN; their offline values are read as of each online event time. Reports per
+    feature the mismatch rate, values missing or extra online, and the largest numeric
+    differences. Exits 1 when a feature differs for more than --max-mismatch-rate.
+    """
+    from featurelib.repo import require_redis
+    from featurelib.skew import skew_audit as run
+
+    store = _store(ctx)
+    require_redis(store)
+    emit(run(store, per_view=None if all_entities else entities, max_keys_per_second=max_keys_per_second,
+             max_mismatch_rate=max_mismatch_rate, views=_views(store, views)), as_json)
+
+
+@cli.command()
+@click.option("--feature-service", "service", required=True, help="For example fraud_detection.")
+@click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON here (default: print it).")
+@click.pass_context
+@one_line_errors
+def spec(ctx: click.Context, service: str, output_file: Path | None) -> None:
+    """Describe a feature service as JSON, to log with a model (mlflow.log_dict).
+
+    Lists every feature with type, description, unit, window, expectations and source
+    view, and definitions_sha256, a hash of the registered definitions that changes
+    whenever a feature, view or the service changes.
+    """
+    from featurelib.spec import service_spec
+
+    text = json.dumps(service_spec(_store(ctx), service), indent=2)
+    if output_file is None:
+        click.echo(text)
+    else:
+        output_file.write_text(text + "\n")
+        click.echo(f"wrote {output_file}", err=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featurelib import duck
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
 from featurelib.paths import default_repo, features_dir, raw_dir
@@ -111,10 +112,14 @@ def build_view(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     events = rows = 0
+    paths = ", ".join(f"'{p.as_posix()}'" for p in files)
+    newest = duck.one(f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) FROM read_parquet([{paths}], union_by_name = true)")[0]
+    # The newest event the rows were computed from (``featurelib.freshness`` reads it).
+    schema = output_schema(view).with_metadata({"featurelib.max_event_us": str(newest)})
     try:
-        with pq.ParquetWriter(tmp, output_schema(view), compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for chunk in _entity_chunks(_sorted_batches(view, files, 500_000, threads), view.join_key, chunk_rows):
-                table = compute_view(view, chunk, presorted=True)
+                table = compute_view(view, chunk, presorted=True).replace_schema_metadata(schema.metadata)
                 writer.write_table(table, row_group_size=1_000_000)
                 events += chunk.num_rows
                 rows += table.num_rows

@@ -21,8 +21,11 @@ def _cell(text: object) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ").strip()
 
 
+HIDDEN_TAG_PREFIXES = (ODFV_DOC_PREFIX, "expect.", "monitor.")
+
+
 def _tags(tags: dict[str, str]) -> str:
-    shown = {k: v for k, v in sorted(tags.items()) if not k.startswith(ODFV_DOC_PREFIX)}
+    shown = {k: v for k, v in sorted(tags.items()) if not k.startswith(HIDDEN_TAG_PREFIXES)}
     return ", ".join(f"`{k}={v}`" for k, v in shown.items()) or "none"
 
 
@@ -58,18 +61,31 @@ def _source_location(source, repo: Path) -> str:
     return type(source).__name__
 
 
-def _feature_table(rows: list[tuple[str, str, str, str, str]]) -> list[str]:
-    out = ["| Feature | Type | Unit | Window | Description |", "|---|---|---|---|---|"]
-    out += [f"| `{n}` | {_cell(t)} | {_cell(u)} | {_cell(w)} | {_cell(d)} |" for n, t, u, w, d in rows]
+def _feature_table(rows: list[tuple[str, str, str, str, str, str]]) -> list[str]:
+    out = ["| Feature | Type | Unit | Window | Expectations | Description |", "|---|---|---|---|---|---|"]
+    out += [f"| `{n}` | {_cell(t)} | {_cell(u)} | {_cell(w)} | {_cell(e)} | {_cell(d)} |" for n, t, u, w, e, d in rows]
+    return out
+
+
+def _expectations(view: FeatureView) -> dict[str, str]:
+    from featurelib.quality import expectations_of
+
+    out = {e.feature: e.describe() for e in expectations_of(view)}
+    for f in view.features:
+        if f.tags.get("monitor.drift") == "skip":
+            out[f.name] = "; ".join(filter(None, [out.get(f.name), "no drift check"]))
     return out
 
 
 def _view_section(view: FeatureView, repo: Path) -> list[str]:
-    rows = [(f.name, _type(f.dtype), f.tags.get("unit", ""), f.tags.get("window", ""), f.description) for f in view.features]
+    expectations = _expectations(view)
+    rows = [(f.name, _type(f.dtype), f.tags.get("unit", ""), f.tags.get("window", ""), expectations.get(f.name, ""),
+             f.description) for f in view.features]
     keys = ", ".join(f"`{k}`" for k in view.join_keys)
     return [
         f"### `{view.name}`", "", _cell(view.description), "",
-        f"- Entity: {', '.join(view.entities)} ({keys}); TTL: {_ttl(view.ttl)}; online: {'yes' if view.online else 'no'}",
+        f"- Entity: {', '.join(view.entities)} ({keys}); TTL: {_ttl(view.ttl)}; online: {'yes' if view.online else 'no'}"
+        + (f"; fresh within {view.tags['freshness_max_age']}" if view.tags.get("freshness_max_age") else ""),
         f"- Source: `{view.stream_source.name if view.stream_source else view.batch_source.name}`, "
         f"{_source_location(view.stream_source or view.batch_source, repo)}",
         f"- Owner: {view.owner or 'none'}; tags: {_tags(view.tags)}", "",
@@ -86,7 +102,7 @@ def _odfv_section(odfv: OnDemandFeatureView) -> list[str]:
     for f in odfv.features:
         tag = f"{ODFV_DOC_PREFIX}{f.name}."
         rows.append((f.name, _type(f.dtype), odfv.tags.get(tag + "unit", f.tags.get("unit", "")),
-                     odfv.tags.get(tag + "window", f.tags.get("window", "")),
+                     odfv.tags.get(tag + "window", f.tags.get("window", "")), "",
                      odfv.tags.get(tag + "description", f.description)))
     return [
         f"### `{odfv.name}`", "", _cell(odfv.description), "",
@@ -118,7 +134,8 @@ def render_feature_docs(store: FeatureStore) -> str:
         "# Feature catalog", "",
         f"Generated from the registry of project `{store.project}` by "
         "`python feature_utils.py docs --output-file docs/FEATURES.md`; do not edit by hand. "
-        "Window semantics (bounds, ties, nulls, late events) are in [SEMANTICS.md](SEMANTICS.md).", "",
+        "Window semantics (bounds, ties, nulls, late events) are in [SEMANTICS.md](SEMANTICS.md); "
+        "the expectations are checked by `python feature_utils.py quality` ([MONITORING.md](MONITORING.md)).", "",
         f"{len(entities)} entities, {len(views)} feature views and {len(odfvs)} on-demand feature views with "
         f"{n_features} features in all, {len(services)} feature services.", "",
         "## Entities", "", "| Entity | Join key | Type | Description | Owner | Tags |", "|---|---|---|---|---|---|",

@@ -15,23 +15,24 @@ def default_repo() -> Path:
     return cwd if (cwd / "feature_store.yaml").is_file() else REPO_ROOT
 
 
-def data_dir(repo: Path = REPO_ROOT) -> Path:
-    return repo / "data"
+def data_dir(repo: Path | None = None) -> Path:
+    """``data/`` of ``repo`` (default: :func:`default_repo`)."""
+    return (repo or default_repo()) / "data"
 
 
-def raw_dir(repo: Path = REPO_ROOT) -> Path:
+def raw_dir(repo: Path | None = None) -> Path:
     """Raw events: ``raw/transactions/**.parquet`` and ``raw/clickstream/**.parquet``."""
     return data_dir(repo) / "raw"
 
 
-def features_dir(repo: Path = REPO_ROOT) -> Path:
+def features_dir(repo: Path | None = None) -> Path:
     """Offline store: one Parquet file of feature rows per feature view."""
     return data_dir(repo) / "features"
 
 
-def feature_file(view_name: str, repo: Path = REPO_ROOT) -> Path:
+def feature_file(view_name: str, repo: Path | None = None) -> Path:
     return features_dir(repo) / f"{view_name}.parquet"
 
 
-def registry_path(repo: Path = REPO_ROOT) -> Path:
+def registry_path(repo: Path | None = None) -> Path:
     return data_dir(repo) / "registry.db"

@@ -54,3 +54,31 @@ def format_duration(us: int) -> str:
         if us >= unit and us % unit == 0:
             return f"{us // unit}{name}"
     return f"{us / SECOND:g}s"
+
+
+def parse_instant(text: str, now: int | None = None) -> int:
+    """``now``, an age before now (``90s``, ``10m``, ``2h``, ``7d``) or an ISO-8601 time -> epoch µs."""
+    import re
+
+    now = now_us() if now is None else now
+    text = text.strip()
+    if text in ("now", "0"):
+        return now
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if m:
+        unit = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}[m.group(2)]
+        return now - int(float(m.group(1)) * unit)
+    try:
+        return to_us(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a time: {text!r} (use now, an age like 7d or 2h, or ISO-8601)") from exc
+
+
+def parse_range(text: str, now: int | None = None) -> tuple[int, int]:
+    """``START..END`` (each as ``parse_instant``): ``7d..1d`` is from 7 days to 1 day ago."""
+    if ".." not in text:
+        raise ValueError(f"not a range: {text!r} (use START..END, e.g. 7d..1d or 2026-11-01..2026-11-08)")
+    start, end = (parse_instant(part, now) for part in text.split("..", 1))
+    if start >= end:
+        raise ValueError(f"empty range: {text!r} (START must be before END)")
+    return start, end

@@ -7,6 +7,7 @@ and why. Python examples run as scripts in the same copy.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -118,6 +119,20 @@ def test_training_doc_examples_run(readme_repo: Repo) -> None:
         result = run([sys.executable, "-c", code], readme_repo.path, check=False)
         assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
         assert "txn_count_5m" in result.stdout
+
+
+def test_monitoring_doc_example_runs(readme_repo: Repo) -> None:
+    """docs/MONITORING.md: build a training set and a served set, then compare them."""
+    (code,) = blocks(ROOT / "docs" / "MONITORING.md", "python")
+    result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+    assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
+    assert "training rows" in result.stdout
+    command = next(line for line in code.splitlines() if "feature_utils.py drift" in line).lstrip("# ")
+    drift = run(["bash", "-c", command + " --json"], readme_repo.path, check=False)
+    assert drift.returncode in (0, 1), drift.stderr  # 1 when a feature really moved between the two periods
+    report = json.loads(drift.stdout)
+    assert {f["view"] for f in report["features"]} == {"transaction_stats_5m", "card_profile_24h", "device_activity_24h"}
+    assert all(f["reference_rows"] > f["recent_rows"] > 0 for f in report["features"])
 
 
 def test_stream_contract_example_runs_as_written(tmp_path: Path) -> None:

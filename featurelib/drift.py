@@ -1,0 +1,273 @@
+"""Distribution drift per feature: the library behind ``feature_utils.py drift``.
+
+For each feature, a reference sample is compared with a recent one:
+
+* by default, the offline rows of a reference window against those of a recent window;
+* or the features of a model's training set (a Parquet file) against the features served
+  recently (a Parquet file built the same way), or against the online values of the most
+  recently active entities.
+
+Two measures, both per feature:
+
+* **PSI** (population stability index) over ten bins cut at the reference's deciles
+  (numeric features) or over the categories (categorical and boolean), with nulls as a bin
+  of their own: ``sum((r - q) * ln(r / q))`` with shares floored at 1e-4;
+* a **two-sample test**: Kolmogorov-Smirnov for numeric features, chi-square for
+  categorical ones (SciPy). With hundreds of thousands of rows any difference is
+  "significant", so a test only flags together with an effect size: KS statistic >= 0.1,
+  or Cramér's V >= 0.1.
+
+Features tagged ``monitor.drift: skip`` (timestamps, calendar flags) are not compared. A
+feature is flagged when PSI >= ``psi_threshold`` (0.2, the usual "significant shift") or
+the test flags it. Flagged features get a PNG histogram of both samples. Profiles (null
+share, mean, quantiles) come from Feast's own monitoring (``MetricsCalculator``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureStore, FeatureView
+from feast.monitoring.metrics_calculator import MetricsCalculator
+
+from featurelib import duck
+from featurelib.timeutil import format_us
+from featurelib.validation import offline_path, online_values, recent_entities
+
+EPS = 1e-4
+MIN_EFFECT = 0.1
+ALPHA = 0.001
+
+
+@dataclass
+class FeatureDrift:
+    view: str
+    feature: str
+    kind: str  # numeric | categorical
+    reference_rows: int
+    recent_rows: int
+    psi: float
+    test: str
+    statistic: float
+    p_value: float
+    flagged: bool
+    reference_profile: dict = field(default_factory=dict)
+    recent_profile: dict = field(default_factory=dict)
+    plot: str | None = None
+
+
+@dataclass
+class DriftReport:
+    reference: str
+    recent: str
+    psi_threshold: float
+    features: list[FeatureDrift]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.flagged for f in self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reference": self.reference, "recent": self.recent, "psi_threshold": self.psi_threshold,
+                "features": [asdict(f) for f in self.features]}
+
+    def render(self) -> str:
+        lines = [f"Drift: {self.recent} against {self.reference} (PSI >= {self.psi_threshold} or a two-sample test "
+                 f"with effect >= {MIN_EFFECT} flags a feature)"]
+        for f in sorted(self.features, key=lambda f: -f.psi):
+            if not f.flagged:
+                continue
+            lines.append(f"  ❌ {f.view}:{f.feature}: PSI {f.psi:.3f}, {f.test} {f.statistic:.3f} (p={f.p_value:.2g})"
+                         + (f", plot {f.plot}" if f.plot else ""))
+        top = sorted((f for f in self.features if not f.flagged), key=lambda f: -f.psi)[:3]
+        if top:
+            lines.append("  highest PSI among unflagged: " + ", ".join(f"{f.feature} {f.psi:.3f}" for f in top))
+        flagged = sum(f.flagged for f in self.features)
+        lines.append(f"Result: {'OK' if self.ok else 'DRIFT'} ({flagged} of {len(self.features)} features flagged)")
+        return "\n".join(lines)
+
+
+def _kind(arr: pa.ChunkedArray | pa.Array) -> str | None:
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "numeric"
+    if pa.types.is_boolean(t) or pa.types.is_string(t):
+        return "categorical"
+    return None  # lists are not compared
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return np.maximum(counts / total if total else counts.astype(float), EPS)
+
+
+def psi(reference_counts: np.ndarray, recent_counts: np.ndarray) -> float:
+    r, q = _shares(recent_counts), _shares(reference_counts)
+    return float(np.sum((r - q) * np.log(r / q)))
+
+
+def compare(reference: pa.Array, recent: pa.Array) -> tuple[str, float, str, float, float, bool]:
+    """(kind, psi, test, statistic, p_value, test_flags) of two samples of one feature."""
+    from scipy import stats
+
+    kind = _kind(reference) or _kind(recent)
+    ref_null, cur_null = reference.null_count, recent.null_count
+    ref, cur = pc.drop_null(reference), pc.drop_null(recent)
+    if kind == "numeric":
+        a = np.asarray(pc.cast(ref, pa.float64()), dtype=float)
+        b = np.asarray(pc.cast(cur, pa.float64()), dtype=float)
+        edges = np.unique(np.quantile(a, np.linspace(0, 1, 11))) if len(a) else np.array([0.0])
+        inner = edges[1:-1]
+        ref_counts = np.append(np.bincount(np.searchsorted(inner, a, "right"), minlength=len(inner) + 1), ref_null)
+        cur_counts = np.append(np.bincount(np.searchsorted(inner, b, "right"), minlength=len(inner) + 1), cur_null)
+        if len(a) and len(b):
+            res = stats.ks_2samp(a, b)
+            statistic, p = float(res.statistic), float(res.pvalue)
+        else:
+            statistic, p = 0.0, 1.0
+        return kind, psi(ref_counts, cur_counts), "KS", statistic, p, bool(p < ALPHA and statistic >= MIN_EFFECT)
+    values = sorted(set(pc.cast(ref, pa.string()).to_pylist()) | set(pc.cast(cur, pa.string()).to_pylist()))
+
+    def counts(arr: pa.Array, nulls: int) -> np.ndarray:
+        vc = {d["values"]: d["counts"] for d in pc.value_counts(pc.cast(arr, pa.string())).to_pylist()}
+        return np.array([vc.get(v, 0) for v in values] + [nulls], dtype=float)
+
+    ref_counts, cur_counts = counts(ref, ref_null), counts(cur, cur_null)
+    table = np.vstack([ref_counts, cur_counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or min(table.sum(axis=1)) == 0:
+        return kind or "categorical", psi(ref_counts, cur_counts), "chi-square", 0.0, 1.0, False
+    chi2, p, _, _ = stats.chi2_contingency(table)
+    cramers_v = math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1)))
+    return kind or "categorical", psi(ref_counts, cur_counts), "chi-square (Cramér's V)", cramers_v, float(p), \
+        bool(p < ALPHA and cramers_v >= MIN_EFFECT)
+
+
+def _profile(arr: pa.Array, kind: str) -> dict:
+    calc = MetricsCalculator(histogram_bins=10)
+    metrics = calc.compute_numeric(arr) if kind == "numeric" else calc.compute_categorical(arr)
+    keep = ("row_count", "null_rate", "mean", "stddev", "min_val", "p50", "p99", "max_val")
+    return {k: metrics[k] for k in keep if metrics.get(k) is not None}
+
+
+def plot(view: str, feature: str, reference: pa.Array, recent: pa.Array, path: Path, labels: tuple[str, str]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if _kind(reference) == "numeric":
+        a = np.asarray(pc.cast(pc.drop_null(reference), pa.float64()), dtype=float)
+        b = np.asarray(pc.cast(pc.drop_null(recent), pa.float64()), dtype=float)
+        both = np.concatenate([a, b])
+        bins = np.histogram_bin_edges(both, bins=40) if len(both) else 10
+        ax.hist(a, bins=bins, density=True, alpha=0.5, label=labels[0])
+        ax.hist(b, bins=bins, density=True, alpha=0.5, label=labels[1])
+    else:
+        values = sorted(set(pc.cast(reference, pa.string()).to_pylist()) | set(pc.cast(recent, pa.string()).to_pylist()),
+                        key=str)
+        x = np.arange(len(values))
+        for offset, (arr, label) in zip((-0.2, 0.2), ((reference, labels[0]), (recent, labels[1]))):
+            vals = pc.cast(arr, pa.string()).to_pylist()
+            shares = [vals.count(v) / max(len(vals), 1) for v in values]
+            ax.bar(x + offset, shares, width=0.4, label=label)
+        ax.set_xticks(x, [str(v) for v in values], rotation=45)
+    ax.set_title(f"{view}:{feature}")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def compared_features(view: FeatureView) -> list[str]:
+    """Features whose distribution is compared (not those tagged ``monitor.drift: skip``)."""
+    return [f.name for f in view.features if f.tags.get("monitor.drift") != "skip"]
+
+
+def _window(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, limit: int) -> pa.Table:
+    path = offline_path(store, view).as_posix()
+    cols = ", ".join(f'"{name}"' for name in compared_features(view))
+    return duck.arrow(f"SELECT {cols} FROM read_parquet('{path}') WHERE event_timestamp >= make_timestamptz({int(start_us)}) "
+                      f"AND event_timestamp < make_timestamptz({int(end_us)}) USING SAMPLE reservoir({int(limit)} ROWS) "
+                      f"REPEATABLE (7)")
+
+
+def drift(
+    store: FeatureStore,
+    reference: tuple[int, int],
+    recent: tuple[int, int],
+    *,
+    psi_threshold: float = 0.2,
+    plot_dir: Path | None = None,
+    views: list[str] | None = None,
+    limit: int = 200_000,
+) -> DriftReport:
+    """Offline rows of ``reference = (start_us, end_us)`` against those of ``recent``."""
+    out = []
+    labels = (f"reference {format_us(reference[0])[:16]}..{format_us(reference[1])[:16]}",
+              f"recent {format_us(recent[0])[:16]}..{format_us(recent[1])[:16]}")
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        if views and view.name not in views:
+            continue
+        ref, cur = _window(store, view, *reference, limit), _window(store, view, *recent, limit)
+        out += _compare_tables(view.name, ref, cur, psi_threshold, plot_dir, labels)
+    return DriftReport(f"{format_us(reference[0])} .. {format_us(reference[1])}",
+                       f"{format_us(recent[0])} .. {format_us(recent[1])}", psi_threshold, out)
+
+
+def drift_against_training(store: FeatureStore, training_set: Path, *, served: Path | None = None, sample: int = 500,
+                           psi_threshold: float = 0.2, plot_dir: Path | None = None) -> DriftReport:
+    """A model's training set (Parquet with feature columns) against what is served.
+
+    With ``served`` (Parquet of features served recently, built the way the training set
+    was, for example :func:`featurelib.training.training_frame` over the last day's
+    transactions), the two files are compared: same construction, so only a real change
+    shows. Without it, against the online values of up to ``sample`` recently active
+    entities per view: a snapshot "just after each entity's latest event", a different
+    population from training rows "just before an event", so counting features shift
+    even when nothing is wrong (docs/MONITORING.md); use it to catch gross breakage."""
+    import pyarrow.parquet as pq
+
+    training = pq.read_table(training_set)
+    current = pq.read_table(served) if served is not None else None
+    out = []
+    labels = (f"training set {training_set.name}", f"served {served.name}" if served is not None else "online now")
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        names = [n for n in compared_features(view) if n in training.column_names
+                 and (current is None or n in current.column_names)]
+        if not names:
+            continue
+        if current is None:
+            rows = [r for r in online_values(store, view, recent_entities(store, view, sample)) if r["present"]]
+            other = pa.table({n: pa.array([r["values"].get(n) for r in rows], training.schema.field(n).type) for n in names})
+        else:
+            other = current.select(names)
+        out += _compare_tables(view.name, training.select(names), other, psi_threshold, plot_dir, labels)
+    recent = f"served features {served}" if served is not None else f"online values of up to {sample} recent entities per view"
+    return DriftReport(f"training set {training_set}", recent, psi_threshold, out)
+
+
+def _compare_tables(view: str, ref: pa.Table, cur: pa.Table, psi_threshold: float, plot_dir: Path | None,
+                    labels: tuple[str, str]) -> list[FeatureDrift]:
+    out = []
+    for name in ref.column_names:
+        a, b = ref.column(name).combine_chunks(), cur.column(name).combine_chunks()
+        if _kind(a) is None or (len(a) == 0 or len(b) == 0):
+            continue
+        kind, value, test, statistic, p, test_flags = compare(a, b)
+        flagged = value >= psi_threshold or test_flags
+        f = FeatureDrift(view, name, kind, len(a), len(b), round(value, 6), test, round(statistic, 6), p, flagged,
+                         _profile(a, kind), _profile(b, kind))
+        if flagged and plot_dir is not None:
+            f.plot = str(plot(view, name, a, b, plot_dir / f"{view}__{name}.png", labels))
+        out.append(f)
+    return out

@@ -1,0 +1,104 @@
+"""How old each feature view's data is, against the freshness it declares: ``feature_utils.py freshness``.
+
+A view declares ``freshness_max_age`` in its tags (``10m`` for the stream-fed views, ``1d``
+for the batch one). Two ages are compared with it:
+
+* **offline**: now minus the newest raw event the view's Parquet file was computed from
+  (the batch job records it in the file's metadata). The file also holds future rows (window
+  exits), so its newest row says nothing about how fresh it is;
+* **online**: now minus the newest online row among the entities most recently active
+  offline. When materialization or the stream processor stops, this grows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+from feast import FeatureStore, FeatureView
+
+from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, format_us, now_us
+from featurelib.validation import offline_path, online_values, recent_entities
+
+MAX_EVENT_KEY = b"featurelib.max_event_us"
+_UNITS = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``10m``, ``2h``, ``1d`` -> microseconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (e.g. 10m, 2h, 1d)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def max_event_us(store: FeatureStore, view: FeatureView) -> int | None:
+    path = offline_path(store, view)
+    if not path.is_file():
+        return None
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta[MAX_EVENT_KEY]) if MAX_EVENT_KEY in meta else None
+
+
+@dataclass
+class ViewFreshness:
+    view: str
+    max_age_s: float
+    offline_age_s: float | None
+    online_age_s: float | None
+    stale: list[str]
+
+
+@dataclass
+class FreshnessReport:
+    at: str
+    views: list[ViewFreshness]
+
+    @property
+    def ok(self) -> bool:
+        return not any(v.stale for v in self.views)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "at": self.at, "views": [asdict(v) for v in self.views]}
+
+    def render(self) -> str:
+        lines = [f"Freshness at {self.at} (age of the newest data against each view's freshness_max_age)"]
+        for v in self.views:
+            mark = "❌" if v.stale else "✅"
+            lines.append(f"  {mark} {v.view:<22} max {_age(v.max_age_s):>6}: offline {_age(v.offline_age_s):>7}, "
+                         f"online {_age(v.online_age_s):>7}" + (f"  stale: {', '.join(v.stale)}" if v.stale else ""))
+        lines.append(f"Result: {'OK' if self.ok else 'STALE'} ({sum(bool(v.stale) for v in self.views)} of {len(self.views)} views stale)")
+        return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def freshness(store: FeatureStore, at_us: int | None = None, sample: int = 50) -> FreshnessReport:
+    at = at_us if at_us is not None else now_us()
+    out = []
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        declared = view.tags.get("freshness_max_age")
+        if not declared:
+            continue
+        max_age = parse_duration(declared)
+        newest_event = max_event_us(store, view)
+        offline_age = (at - newest_event) / SECOND if newest_event is not None else None
+        ids = recent_entities(store, view, sample, at) if newest_event is not None else []
+        stamps = [r["event_us"] for r in online_values(store, view, ids) if r["present"]] if ids else []
+        online_age = (at - max(stamps)) / SECOND if stamps else None
+        stale = []
+        if offline_age is None or offline_age * SECOND > max_age:
+            stale.append("offline")
+        if online_age is None or online_age * SECOND > max_age:
+            stale.append("online")
+        out.append(ViewFreshness(view.name, max_age / SECOND, offline_age, online_age, stale))
+    return FreshnessReport(format_us(at), out)

@@ -1,0 +1,205 @@
+"""Expectations next to the features, and the check behind ``feature_utils.py quality``.
+
+A feature declares what valid data looks like in its field tags (see ``feature()`` in
+``feature_views.py``): ``expect.min`` / ``expect.max`` (inclusive bounds), ``expect.in``
+(the allowed values) and ``expect.max_null_share`` (0 to 1). ``quality`` checks the
+offline rows of a time range (one DuckDB pass per view) and the online values of the most
+recently active entities, and counts violations per feature with a few examples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from feast import FeatureStore, FeatureView
+
+from featurelib import duck
+from featurelib.timeutil import format_us, now_us
+from featurelib.validation import offline_path, online_values, recent_entities
+
+
+@dataclass(frozen=True)
+class Expectation:
+    view: str
+    feature: str
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    max_null_share: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.min is None and self.max is None and self.allowed is None and self.max_null_share is None
+
+    def describe(self) -> str:
+        parts = []
+        if self.min is not None and self.max is not None:
+            parts.append(f"in [{_num(self.min)}, {_num(self.max)}]")
+        elif self.min is not None:
+            parts.append(f">= {_num(self.min)}")
+        elif self.max is not None:
+            parts.append(f"<= {_num(self.max)}")
+        if self.allowed is not None:
+            parts.append("in {" + ", ".join(self.allowed) + "}")
+        if self.max_null_share is not None:
+            parts.append(f"nulls <= {self.max_null_share:.0%}")
+        return "; ".join(parts)
+
+    def violates(self, value: Any) -> bool:
+        """Whether one non-null value breaks the bounds or the allowed set."""
+        if isinstance(value, (list, tuple)):
+            return False
+        if self.allowed is not None and _text(value) not in self.allowed:
+            return True
+        if isinstance(value, bool) or value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def expectations_of(view: FeatureView) -> list[Expectation]:
+    out = []
+    for f in view.features:
+        t = f.tags
+        e = Expectation(
+            view=view.name, feature=f.name,
+            min=float(t["expect.min"]) if "expect.min" in t else None,
+            max=float(t["expect.max"]) if "expect.max" in t else None,
+            allowed=tuple(t["expect.in"].split(",")) if "expect.in" in t else None,
+            max_null_share=float(t["expect.max_null_share"]) if "expect.max_null_share" in t else None,
+        )
+        if not e.empty:
+            out.append(e)
+    return out
+
+
+@dataclass
+class FeatureQuality:
+    view: str
+    feature: str
+    source: str  # offline | online
+    expectation: str
+    rows: int
+    nulls: int
+    violations: int
+    examples: list[str] = field(default_factory=list)
+    null_share_exceeded: bool = False
+
+    @property
+    def violation_share(self) -> float:
+        return self.violations / self.rows if self.rows else 0.0
+
+
+@dataclass
+class QualityReport:
+    start: str
+    end: str
+    max_violation_share: float
+    results: list[FeatureQuality]
+
+    def failed(self, r: FeatureQuality) -> bool:
+        return r.null_share_exceeded or (r.violations > 0 and r.violation_share > self.max_violation_share)
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.failed(r) for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "start": self.start, "end": self.end, "max_violation_share": self.max_violation_share,
+                "results": [asdict(r) | {"failed": self.failed(r)} for r in self.results]}
+
+    def render(self) -> str:
+        lines = [f"Data quality: offline rows from {self.start} to {self.end}, and online values of recent entities"]
+        for r in self.results:
+            if not self.failed(r) and not r.violations:
+                continue
+            mark = "❌" if self.failed(r) else "⚠️ "
+            nulls = f", nulls {r.nulls:,}/{r.rows:,}" + (" (too many)" if r.null_share_exceeded else "")
+            lines.append(f"  {mark} {r.source:<7} {r.view}:{r.feature} expects {r.expectation}: "
+                         f"{r.violations:,} of {r.rows:,} violate{nulls}")
+            lines += [f"         e.g. {e}" for e in r.examples]
+        checked = len(self.results)
+        bad = sum(self.failed(r) for r in self.results)
+        if not bad:
+            lines.append(f"  ✅ {checked} feature checks passed")
+        lines.append(f"Result: {'OK' if self.ok else 'FAILED'} ({bad} of {checked} checks failed)")
+        return "\n".join(lines)
+
+
+def _violation_sql(col: str, e: Expectation) -> str | None:
+    terms = []
+    if e.min is not None:
+        terms.append(f"{col} < {e.min!r}")
+    if e.max is not None:
+        terms.append(f"{col} > {e.max!r}")
+    if e.allowed is not None:
+        values = ", ".join("'" + v.replace("'", "''") + "'" for v in e.allowed)
+        terms.append(f"CAST({col} AS VARCHAR) NOT IN ({values})")
+    return " OR ".join(f"({t})" for t in terms) or None
+
+
+def check_offline(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, examples: int = 3) -> list[FeatureQuality]:
+    path = offline_path(store, view).as_posix()
+    key = view.join_keys[0]
+    where = f"event_timestamp >= make_timestamptz({int(start_us)}) AND event_timestamp <= make_timestamptz({int(end_us)})"
+    exps = expectations_of(view)
+    selects = ["count(*)"]
+    for e in exps:
+        col = f'"{e.feature}"'
+        cond = _violation_sql(col, e)
+        selects.append(f"count(*) - count({col})")
+        selects.append(f"count(*) FILTER (WHERE {cond})" if cond else "0")
+    row = duck.one(f"SELECT {', '.join(selects)} FROM read_parquet('{path}') WHERE {where}")
+    rows = row[0]
+    out = []
+    for i, e in enumerate(exps):
+        nulls, violations = row[1 + 2 * i], row[2 + 2 * i]
+        found = []
+        cond = _violation_sql(f'"{e.feature}"', e)
+        if violations and cond:
+            found = [f"{k} at {ts:%Y-%m-%d %H:%M:%S.%f} UTC: {v!r}" for k, ts, v in duck.rows(
+                f'SELECT {key}, event_timestamp, "{e.feature}" FROM read_parquet(\'{path}\') '
+                f"WHERE {where} AND ({cond}) ORDER BY event_timestamp LIMIT {int(examples)}")]
+        exceeded = e.max_null_share is not None and rows > 0 and nulls / rows > e.max_null_share
+        out.append(FeatureQuality(view.name, e.feature, "offline", e.describe(), rows, nulls, violations, found, exceeded))
+    return out
+
+
+def check_online(store: FeatureStore, view: FeatureView, sample: int, examples: int = 3) -> list[FeatureQuality]:
+    ids = recent_entities(store, view, sample)
+    rows = [r for r in online_values(store, view, ids) if r["present"]] if ids else []
+    out = []
+    for e in expectations_of(view):
+        values = [(i, r["values"].get(e.feature)) for i, r in zip(ids, rows)]
+        nulls = sum(v is None for _, v in values)
+        bad = [(i, v) for i, v in values if v is not None and e.violates(v)]
+        exceeded = e.max_null_share is not None and rows and nulls / len(rows) > e.max_null_share
+        out.append(FeatureQuality(view.name, e.feature, "online", e.describe(), len(rows), nulls, len(bad),
+                                  [f"{i}: {v!r}" for i, v in bad[:examples]], bool(exceeded)))
+    return out
+
+
+def quality(store: FeatureStore, start_us: int, end_us: int | None = None, *, sample: int = 200,
+            max_violation_share: float = 0.0, views: list[str] | None = None, online: bool = True) -> QualityReport:
+    end_us = end_us if end_us is not None else now_us()
+    results = []
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        if views and view.name not in views:
+            continue
+        results += check_offline(store, view, start_us, end_us)
+        if online:
+            results += check_online(store, view, sample)
+    return QualityReport(format_us(start_us), format_us(end_us), max_violation_share, results)
