@@ -244,7 +244,7 @@ def drift(ctx: click.Context, reference: str, recent: str, training_set: Path | 
     plot_dir = plots if plots.is_absolute() else Path(store.repo_path) / plots
     if training_set is not None:
         emit(drift_against_training(store, training_set, served=served, sample=online_sample,
-                                    psi_threshold=psi_threshold, plot_dir=plot_dir), as_json)
+                                    psi_threshold=psi_threshold, plot_dir=plot_dir, views=_views(store, views)), as_json)
         return
     emit(run(store, _range(reference, "--reference"), _range(recent, "--recent"), psi_threshold=psi_threshold,
              plot_dir=plot_dir, views=_views(store, views)), as_json)

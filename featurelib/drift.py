@@ -15,7 +15,9 @@ Two measures, both per feature:
 * a **two-sample test**: Kolmogorov-Smirnov for numeric features, chi-square for
   categorical ones (SciPy). With hundreds of thousands of rows any difference is
   "significant", so a test only flags together with an effect size: KS statistic >= 0.1,
-  or Cramér's V >= 0.1.
+  or Cramér's V >= 0.1. Rows of one entity are not independent (offline rows are change
+  points, many per entity), so the p-value counts distinct entities, not rows
+  (:func:`effective_size`); the statistic itself uses every row.
 
 Features tagged ``monitor.drift: skip`` (timestamps, calendar flags) are not compared. A
 feature is flagged when PSI >= ``psi_threshold`` (0.2, the usual "significant shift") or
@@ -59,6 +61,7 @@ class FeatureDrift:
     flagged: bool
     reference_profile: dict = field(default_factory=dict)
     recent_profile: dict = field(default_factory=dict)
+    effective_rows: list[int] | None = None  # distinct entities of each sample: the sizes the p-value uses
     plot: str | None = None
 
 
@@ -112,8 +115,13 @@ def psi(reference_counts: np.ndarray, recent_counts: np.ndarray) -> float:
     return float(np.sum((r - q) * np.log(r / q)))
 
 
-def compare(reference: pa.Array, recent: pa.Array) -> tuple[str, float, str, float, float, bool]:
-    """(kind, psi, test, statistic, p_value, test_flags) of two samples of one feature."""
+def compare(reference: pa.Array, recent: pa.Array, n_eff: tuple[int, int] | None = None
+            ) -> tuple[str, float, str, float, float, bool]:
+    """(kind, psi, test, statistic, p_value, test_flags) of two samples of one feature.
+
+    ``n_eff``: the effective sizes of the two samples when their rows are not independent
+    (rows of one entity are alike: see :func:`effective_size`). The test statistic is
+    computed on all rows; its p-value as if the samples had ``n_eff`` rows."""
     from scipy import stats
 
     kind = _kind(reference) or _kind(recent)
@@ -129,6 +137,9 @@ def compare(reference: pa.Array, recent: pa.Array) -> tuple[str, float, str, flo
         if len(a) and len(b):
             res = stats.ks_2samp(a, b)
             statistic, p = float(res.statistic), float(res.pvalue)
+            if n_eff is not None:
+                n, m = min(n_eff[0], len(a)), min(n_eff[1], len(b))
+                p = float(stats.kstwobign.sf(statistic * math.sqrt(n * m / (n + m))))
         else:
             statistic, p = 0.0, 1.0
         return kind, psi(ref_counts, cur_counts), "KS", statistic, p, bool(p < ALPHA and statistic >= MIN_EFFECT)
@@ -143,8 +154,10 @@ def compare(reference: pa.Array, recent: pa.Array) -> tuple[str, float, str, flo
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or min(table.sum(axis=1)) == 0:
         return kind or "categorical", psi(ref_counts, cur_counts), "chi-square", 0.0, 1.0, False
-    chi2, p, _, _ = stats.chi2_contingency(table)
+    chi2, p, dof, _ = stats.chi2_contingency(table)
     cramers_v = math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1)))
+    if n_eff is not None:  # chi-square grows with the sample size for the same proportions
+        p = stats.chi2.sf(chi2 * min(sum(n_eff) / table.sum(), 1.0), dof)
     return kind or "categorical", psi(ref_counts, cur_counts), "chi-square (Cramér's V)", cramers_v, float(p), \
         bool(p < ALPHA and cramers_v >= MIN_EFFECT)
 
@@ -195,7 +208,7 @@ def compared_features(view: FeatureView) -> list[str]:
 
 def _window(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, limit: int) -> pa.Table:
     path = offline_path(store, view).as_posix()
-    cols = ", ".join(f'"{name}"' for name in compared_features(view))
+    cols = ", ".join(f'"{name}"' for name in [view.join_keys[0], *compared_features(view)])
     return duck.arrow(f"SELECT {cols} FROM read_parquet('{path}') WHERE event_timestamp >= make_timestamptz({int(start_us)}) "
                       f"AND event_timestamp < make_timestamptz({int(end_us)}) USING SAMPLE reservoir({int(limit)} ROWS) "
                       f"REPEATABLE (7)")
@@ -219,13 +232,14 @@ def drift(
         if views and view.name not in views:
             continue
         ref, cur = _window(store, view, *reference, limit), _window(store, view, *recent, limit)
-        out += _compare_tables(view.name, ref, cur, psi_threshold, plot_dir, labels)
+        out += _compare_tables(view.name, ref, cur, psi_threshold, plot_dir, labels, key=view.join_keys[0])
     return DriftReport(f"{format_us(reference[0])} .. {format_us(reference[1])}",
                        f"{format_us(recent[0])} .. {format_us(recent[1])}", psi_threshold, out)
 
 
 def drift_against_training(store: FeatureStore, training_set: Path, *, served: Path | None = None, sample: int = 500,
-                           psi_threshold: float = 0.2, plot_dir: Path | None = None) -> DriftReport:
+                           psi_threshold: float = 0.2, plot_dir: Path | None = None,
+                           views: list[str] | None = None) -> DriftReport:
     """A model's training set (Parquet with feature columns) against what is served.
 
     With ``served`` (Parquet of features served recently, built the way the training set
@@ -242,31 +256,53 @@ def drift_against_training(store: FeatureStore, training_set: Path, *, served: P
     out = []
     labels = (f"training set {training_set.name}", f"served {served.name}" if served is not None else "online now")
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        if views and view.name not in views:
+            continue
         names = [n for n in compared_features(view) if n in training.column_names
                  and (current is None or n in current.column_names)]
         if not names:
             continue
+        key = view.join_keys[0]
+        if key in training.column_names and (current is None or key in current.column_names):
+            names = [key, *names]
         if current is None:
-            rows = [r for r in online_values(store, view, recent_entities(store, view, sample)) if r["present"]]
-            other = pa.table({n: pa.array([r["values"].get(n) for r in rows], training.schema.field(n).type) for n in names})
+            ids = recent_entities(store, view, sample)
+            rows = [(i, r) for i, r in zip(ids, online_values(store, view, ids)) if r["present"]]
+            other = pa.table({n: pa.array([i if n == key else r["values"].get(n) for i, r in rows],
+                                          training.schema.field(n).type) for n in names})
         else:
             other = current.select(names)
-        out += _compare_tables(view.name, training.select(names), other, psi_threshold, plot_dir, labels)
+        out += _compare_tables(view.name, training.select(names), other, psi_threshold, plot_dir, labels, key=key)
     recent = f"served features {served}" if served is not None else f"online values of up to {sample} recent entities per view"
     return DriftReport(f"training set {training_set}", recent, psi_threshold, out)
 
 
+def effective_size(keys: pa.Array, values: pa.Array) -> int:
+    """How many independent observations the non-null ``values`` are worth: the number of
+    distinct entities (``keys``, row by row) that have one. Offline rows are change points,
+    and an entity in a burst contributes many rows of nearly the same value, so a test that
+    counted every row as independent would call day-to-day noise significant."""
+    return max(1, len(pc.unique(pc.filter(keys, pc.is_valid(values)))))
+
+
 def _compare_tables(view: str, ref: pa.Table, cur: pa.Table, psi_threshold: float, plot_dir: Path | None,
-                    labels: tuple[str, str]) -> list[FeatureDrift]:
+                    labels: tuple[str, str], key: str | None = None) -> list[FeatureDrift]:
+    """Compare every feature column; ``key``, a join key column present in both tables, gives
+    the effective sample sizes."""
     out = []
+    keyed = key is not None and key in ref.column_names and key in cur.column_names
+    ref_keys, cur_keys = (ref.column(key).combine_chunks(), cur.column(key).combine_chunks()) if keyed else (None, None)
     for name in ref.column_names:
+        if name == key:
+            continue
         a, b = ref.column(name).combine_chunks(), cur.column(name).combine_chunks()
         if _kind(a) is None or (len(a) == 0 or len(b) == 0):
             continue
-        kind, value, test, statistic, p, test_flags = compare(a, b)
+        n_eff = (effective_size(ref_keys, a), effective_size(cur_keys, b)) if keyed else None
+        kind, value, test, statistic, p, test_flags = compare(a, b, n_eff)
         flagged = value >= psi_threshold or test_flags
         f = FeatureDrift(view, name, kind, len(a), len(b), round(value, 6), test, round(statistic, 6), p, flagged,
-                         _profile(a, kind), _profile(b, kind))
+                         _profile(a, kind), _profile(b, kind), effective_rows=list(n_eff) if n_eff else None)
         if flagged and plot_dir is not None:
             f.plot = str(plot(view, name, a, b, plot_dir / f"{view}__{name}.png", labels))
         out.append(f)

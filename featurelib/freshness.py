@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 
-from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, format_us, now_us
+from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, format_age, format_us, now_us
 from featurelib.validation import offline_path, online_values, recent_entities
 
 MAX_EVENT_KEY = b"featurelib.max_event_us"
@@ -67,19 +67,10 @@ class FreshnessReport:
         lines = [f"Freshness at {self.at} (age of the newest data against each view's freshness_max_age)"]
         for v in self.views:
             mark = "❌" if v.stale else "✅"
-            lines.append(f"  {mark} {v.view:<22} max {_age(v.max_age_s):>6}: offline {_age(v.offline_age_s):>7}, "
-                         f"online {_age(v.online_age_s):>7}" + (f"  stale: {', '.join(v.stale)}" if v.stale else ""))
+            lines.append(f"  {mark} {v.view:<22} max {format_age(v.max_age_s):>6}: offline {format_age(v.offline_age_s):>7}, "
+                         f"online {format_age(v.online_age_s):>7}" + (f"  stale: {', '.join(v.stale)}" if v.stale else ""))
         lines.append(f"Result: {'OK' if self.ok else 'STALE'} ({sum(bool(v.stale) for v in self.views)} of {len(self.views)} views stale)")
         return "\n".join(lines)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def freshness(store: FeatureStore, at_us: int | None = None, sample: int = 50) -> FreshnessReport:

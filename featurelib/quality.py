@@ -180,14 +180,14 @@ def check_offline(store: FeatureStore, view: FeatureView, start_us: int, end_us:
 
 def check_online(store: FeatureStore, view: FeatureView, sample: int, examples: int = 3) -> list[FeatureQuality]:
     ids = recent_entities(store, view, sample)
-    rows = [r for r in online_values(store, view, ids) if r["present"]] if ids else []
+    present = [(i, r) for i, r in zip(ids, online_values(store, view, ids) if ids else []) if r["present"]]
     out = []
     for e in expectations_of(view):
-        values = [(i, r["values"].get(e.feature)) for i, r in zip(ids, rows)]
+        values = [(i, r["values"].get(e.feature)) for i, r in present]
         nulls = sum(v is None for _, v in values)
         bad = [(i, v) for i, v in values if v is not None and e.violates(v)]
-        exceeded = e.max_null_share is not None and rows and nulls / len(rows) > e.max_null_share
-        out.append(FeatureQuality(view.name, e.feature, "online", e.describe(), len(rows), nulls, len(bad),
+        exceeded = e.max_null_share is not None and present and nulls / len(present) > e.max_null_share
+        out.append(FeatureQuality(view.name, e.feature, "online", e.describe(), len(present), nulls, len(bad),
                                   [f"{i}: {v!r}" for i, v in bad[:examples]], bool(exceeded)))
     return out
 

@@ -48,6 +48,16 @@ def format_us(us: int) -> str:
     return from_us(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def format_age(seconds: float | None) -> str:
+    """An age in seconds, rounded for people: ``1.5d``, ``19.2h``, ``5.5m``, ``18.0s``; ``none``."""
+    if seconds is None:
+        return "none"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
 def format_duration(us: int) -> str:
     """A short human form of a duration given in microseconds: ``5m``, ``24h``, ``1.5s``."""
     for unit, name in ((DAY, "d"), (HOUR, "h"), (MINUTE, "m"), (SECOND, "s")):

@@ -38,7 +38,7 @@ from feast.type_map import feast_value_type_to_pa
 
 from featurelib import duck
 from featurelib.repo import feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
-from featurelib.timeutil import format_us, now_us, to_us
+from featurelib.timeutil import format_age, format_us, now_us, to_us
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
@@ -309,8 +309,8 @@ def check_online(store: FeatureStore, sample: int = 50) -> Check:
             empty.append(view.name)
             details.append(f"{view.name:<22} 0/{len(ids)} recently active entities have online values")
         else:
-            details.append(f"{view.name:<22} {len(present)}/{len(ids)} present, newest {_age(ages[0])} old, "
-                           f"oldest {_age(ages[-1])} old")
+            details.append(f"{view.name:<22} {len(present)}/{len(ids)} present, newest {format_age(ages[0])} old, "
+                           f"oldest {format_age(ages[-1])} old")
     if empty:
         return Check("online data", FAIL, f"no online values for {', '.join(empty)}: run `feast materialize-incremental`",
                      details, {"views": data})
@@ -399,13 +399,6 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
         return Check("stream contract", FAIL, f"{len(problems)} problem(s) in Redis hashes", problems[:20] + details, data)
     return Check("stream contract", OK, f"sampled hashes follow the contract; {scanned:,} keys scanned, no orphans",
                  details, data)
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.1f}s"
 
 
 def validate(store: FeatureStore) -> Report:

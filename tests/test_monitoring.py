@@ -74,6 +74,35 @@ def test_expectations_are_declared_and_read() -> None:
     assert Expectation("v", "f", allowed=("0", "1")).violates(7) and not Expectation("v", "f", allowed=("0", "1")).violates(1)
 
 
+@pytest.mark.parametrize(("reference", "recent", "expected"), [
+    ([90, 10], [90, 10], 0.0),
+    ([90, 10], [50, 50], (0.5 - 0.9) * np.log(0.5 / 0.9) + (0.5 - 0.1) * np.log(0.5 / 0.1)),
+    ([100, 0], [99, 1], (0.99 - 1.0) * np.log(0.99 / 1.0) + (0.01 - 1e-4) * np.log(0.01 / 1e-4)),  # share floored
+])
+def test_psi_follows_its_formula(reference: list[int], recent: list[int], expected: float) -> None:
+    from featurelib.drift import psi
+
+    assert psi(np.array(reference), np.array(recent)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_drift_test_counts_entities_not_rows() -> None:
+    """30 entities a side from one distribution, each repeated in 100 rows: counted as 3,000
+    independent rows the KS test calls the sampling noise significant; counted as 30 entities
+    it does not. A real shift of the same data is flagged either way."""
+    from featurelib.drift import compare, effective_size
+
+    rng = np.random.default_rng(0)
+    keys = pa.array([f"e{i}" for i in range(30) for _ in range(100)])
+    a, b = (pa.array(np.repeat(rng.normal(size=30), 100)) for _ in range(2))
+    assert effective_size(keys, a) == 30
+    assert effective_size(keys, pa.array([None] * 100 + a.to_pylist()[100:])) == 29  # entities with a value
+    *_, p_rows, flags_rows = compare(a, b)
+    *_, p_entities, flags_entities = compare(a, b, (30, 30))
+    assert flags_rows and p_rows < 1e-3 and not flags_entities and p_entities > 1e-3
+    shifted = pa.array(np.asarray(b) + 3.0)
+    assert compare(a, shifted, (30, 30))[-1]
+
+
 def test_quality_passes_on_generated_data(repo: Repo) -> None:
     result, report = cli(repo, "quality", "--range", "3d..now", "--json")
     assert result.returncode == 0, result.stdout
