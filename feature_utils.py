@@ -154,6 +154,12 @@ def _range(text: str, option: str) -> tuple[int, int]:
         raise BadInput(f"{option}: {exc}") from None
 
 
+def _require_redis(store) -> None:
+    from featurelib.repo import require_redis
+
+    require_redis(store)
+
+
 def _views(store, names: tuple[str, ...]) -> list[str] | None:
     known = {v.name for v in store.list_feature_views()}
     unknown = [n for n in names if n not in known]
@@ -187,6 +193,8 @@ def quality(ctx: click.Context, window: str, sample: int, max_violations: float,
 
     store = _store(ctx)
     start, end = _range(window, "--range")
+    if not offline_only:
+        _require_redis(store)
     emit(run(store, start, end, sample=sample, max_violation_share=max_violations, views=_views(store, views),
              online=not offline_only), as_json)
 
@@ -205,7 +213,9 @@ def freshness(ctx: click.Context, as_json: bool) -> None:
     """
     from featurelib.freshness import freshness as run
 
-    emit(run(_store(ctx)), as_json)
+    store = _store(ctx)
+    _require_redis(store)
+    emit(run(store), as_json)
 
 
 @cli.command()
@@ -242,6 +252,10 @@ def drift(ctx: click.Context, reference: str, recent: str, training_set: Path | 
 
     store = _store(ctx)
     plot_dir = plots if plots.is_absolute() else Path(store.repo_path) / plots
+    if served is not None and training_set is None:
+        raise BadInput("--served compares with a training set: give --training-set too")
+    if training_set is not None and served is None:
+        _require_redis(store)
     if training_set is not None:
         emit(drift_against_training(store, training_set, served=served, sample=online_sample,
                                     psi_threshold=psi_threshold, plot_dir=plot_dir, views=_views(store, views)), as_json)
@@ -251,7 +265,8 @@ def drift(ctx: click.Context, reference: str, recent: str, training_set: Path | 
 
 
 @cli.command("skew-audit")
-@click.option("--entities", default=200, show_default=True, help="Entities sampled per feature view.")
+@click.option("--entities", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Entities sampled per feature view.")
 @click.option("--all", "all_entities", is_flag=True, help="Audit every entity in the online store.")
 @click.option("--max-keys-per-second", default=10_000.0, show_default=True,
               help="Keys the SCAN may make Redis examine per second (keeps a production Redis comfortable).")
@@ -270,11 +285,10 @@ def skew_audit(ctx: click.Context, entities: int, all_entities: bool, max_keys_p
     feature the mismatch rate, values missing or extra online, and the largest numeric
     differences. Exits 1 when a feature differs for more than --max-mismatch-rate.
     """
-    from featurelib.repo import require_redis
     from featurelib.skew import skew_audit as run
 
     store = _store(ctx)
-    require_redis(store)
+    _require_redis(store)
     emit(run(store, per_view=None if all_entities else entities, max_keys_per_second=max_keys_per_second,
              max_mismatch_rate=max_mismatch_rate, views=_views(store, views)), as_json)
 

@@ -45,7 +45,7 @@ def feature(name: str, dtype, unit: str, window: str, description: str, *, min=N
     if max is not None:
         tags["expect.max"] = str(max)
     if allowed is not None:
-        tags["expect.in"] = ",".join(str(v) for v in allowed)
+        tags["expect.in"] = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in allowed)
     if max_null_share is not None:
         tags["expect.max_null_share"] = str(max_null_share)
     if not drift:

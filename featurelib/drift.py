@@ -9,7 +9,7 @@ For each feature, a reference sample is compared with a recent one:
 
 Two measures, both per feature:
 
-* **PSI** (population stability index) over ten bins cut at the reference's deciles
+* **PSI** (population stability index) over bins cut at the reference's distinct deciles
   (numeric features) or over the categories (categorical and boolean), with nulls as a bin
   of their own: ``sum((r - q) * ln(r / q))`` with shares floored at 1e-4;
 * a **two-sample test**: Kolmogorov-Smirnov for numeric features, chi-square for
@@ -40,7 +40,7 @@ from feast.monitoring.metrics_calculator import MetricsCalculator
 
 from featurelib import duck
 from featurelib.timeutil import format_us
-from featurelib.validation import offline_path, online_values, recent_entities
+from featurelib.validation import existing_offline_path, online_values, recent_entities
 
 EPS = 1e-4
 MIN_EFFECT = 0.1
@@ -115,6 +115,22 @@ def psi(reference_counts: np.ndarray, recent_counts: np.ndarray) -> float:
     return float(np.sum((r - q) * np.log(r / q)))
 
 
+def decile_cuts(reference: np.ndarray) -> np.ndarray:
+    """PSI bin edges: the reference's distinct deciles. Bins are ``(-inf, c0], (c0, c1], ...,
+    (c_last, inf)``, so a feature with few distinct values (a count that is mostly 0) still
+    gets a bin per value instead of collapsing into one."""
+    if not len(reference):
+        return np.array([0.0])
+    return np.unique(np.quantile(reference, np.linspace(0.1, 0.9, 9)))
+
+
+def _nan_as_null(arr: pa.Array) -> pa.Array:
+    """Float NaN counts as a null: it is no value, and it would poison the statistics."""
+    if pa.types.is_floating(arr.type) and pc.any(pc.is_nan(arr)).as_py():
+        return pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+    return arr
+
+
 def compare(reference: pa.Array, recent: pa.Array, n_eff: tuple[int, int] | None = None
             ) -> tuple[str, float, str, float, float, bool]:
     """(kind, psi, test, statistic, p_value, test_flags) of two samples of one feature.
@@ -125,15 +141,15 @@ def compare(reference: pa.Array, recent: pa.Array, n_eff: tuple[int, int] | None
     from scipy import stats
 
     kind = _kind(reference) or _kind(recent)
+    reference, recent = _nan_as_null(reference), _nan_as_null(recent)
     ref_null, cur_null = reference.null_count, recent.null_count
     ref, cur = pc.drop_null(reference), pc.drop_null(recent)
     if kind == "numeric":
         a = np.asarray(pc.cast(ref, pa.float64()), dtype=float)
         b = np.asarray(pc.cast(cur, pa.float64()), dtype=float)
-        edges = np.unique(np.quantile(a, np.linspace(0, 1, 11))) if len(a) else np.array([0.0])
-        inner = edges[1:-1]
-        ref_counts = np.append(np.bincount(np.searchsorted(inner, a, "right"), minlength=len(inner) + 1), ref_null)
-        cur_counts = np.append(np.bincount(np.searchsorted(inner, b, "right"), minlength=len(inner) + 1), cur_null)
+        cuts = decile_cuts(a)
+        ref_counts = np.append(np.bincount(np.searchsorted(cuts, a, "left"), minlength=len(cuts) + 1), ref_null)
+        cur_counts = np.append(np.bincount(np.searchsorted(cuts, b, "left"), minlength=len(cuts) + 1), cur_null)
         if len(a) and len(b):
             res = stats.ks_2samp(a, b)
             statistic, p = float(res.statistic), float(res.pvalue)
@@ -154,7 +170,7 @@ def compare(reference: pa.Array, recent: pa.Array, n_eff: tuple[int, int] | None
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or min(table.sum(axis=1)) == 0:
         return kind or "categorical", psi(ref_counts, cur_counts), "chi-square", 0.0, 1.0, False
-    chi2, p, dof, _ = stats.chi2_contingency(table)
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
     cramers_v = math.sqrt(chi2 / (table.sum() * (min(table.shape) - 1)))
     if n_eff is not None:  # chi-square grows with the sample size for the same proportions
         p = stats.chi2.sf(chi2 * min(sum(n_eff) / table.sum(), 1.0), dof)
@@ -207,11 +223,14 @@ def compared_features(view: FeatureView) -> list[str]:
 
 
 def _window(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, limit: int) -> pa.Table:
-    path = offline_path(store, view).as_posix()
+    """Up to ``limit`` rows drawn at random from those with ``start_us <= event time <= end_us``
+    (the filter first, then the sample: a sample of the whole file would leave a short window
+    a handful of rows)."""
     cols = ", ".join(f'"{name}"' for name in [view.join_keys[0], *compared_features(view)])
-    return duck.arrow(f"SELECT {cols} FROM read_parquet('{path}') WHERE event_timestamp >= make_timestamptz({int(start_us)}) "
-                      f"AND event_timestamp < make_timestamptz({int(end_us)}) USING SAMPLE reservoir({int(limit)} ROWS) "
-                      f"REPEATABLE (7)")
+    return duck.arrow(f"SELECT * FROM (SELECT {cols} FROM {duck.parquet(existing_offline_path(store, view))} "
+                      f"WHERE event_timestamp >= make_timestamptz({int(start_us)}) "
+                      f"AND event_timestamp <= make_timestamptz({int(end_us)})) "
+                      f"USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (7)")
 
 
 def drift(

@@ -5,10 +5,17 @@ it; the module-level default connection is shared by everything in the process.)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+
+def parquet(path: Path | str) -> str:
+    """``read_parquet('path')`` with the path quoted as an SQL string literal."""
+    text = path.as_posix() if isinstance(path, Path) else str(path)
+    return "read_parquet('" + text.replace("'", "''") + "')"
 
 
 def rows(sql: str, params: list[Any] | None = None) -> list[tuple]:

@@ -83,7 +83,7 @@ def freshness(store: FeatureStore, at_us: int | None = None, sample: int = 50) -
         max_age = parse_duration(declared)
         newest_event = max_event_us(store, view)
         offline_age = (at - newest_event) / SECOND if newest_event is not None else None
-        ids = recent_entities(store, view, sample, at) if newest_event is not None else []
+        ids = recent_entities(store, view, sample, at) if offline_path(store, view).is_file() else []
         stamps = [r["event_us"] for r in online_values(store, view, ids) if r["present"]] if ids else []
         online_age = (at - max(stamps)) / SECOND if stamps else None
         stale = []

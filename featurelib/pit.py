@@ -119,12 +119,12 @@ def has_offline_rows(store: FeatureStore, view: FeatureView, entity_id: str) -> 
     if not path.is_file():
         return False
     key = view.join_keys[0]
-    return bool(duck.one(f"SELECT count(*) FROM read_parquet('{path.as_posix()}') WHERE {key} = ?", [entity_id])[0])
+    return bool(duck.one(f"SELECT count(*) FROM {duck.parquet(path)} WHERE {key} = ?", [entity_id])[0])
 
 
 def latest_offline_us(store: FeatureStore, view: FeatureView, entity_id: str, at_us: int) -> int | None:
     path, key = offline_path(store, view), view.join_keys[0]
-    row = duck.one(f"SELECT epoch_us(max(event_timestamp)) FROM read_parquet('{path.as_posix()}') "
+    row = duck.one(f"SELECT epoch_us(max(event_timestamp)) FROM {duck.parquet(path)} "
                    f"WHERE {key} = ? AND event_timestamp <= make_timestamptz(?::BIGINT)", [entity_id, at_us])
     return row[0] if row else None
 

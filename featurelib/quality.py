@@ -17,7 +17,7 @@ from feast import FeatureStore, FeatureView
 
 from featurelib import duck
 from featurelib.timeutil import format_us, now_us
-from featurelib.validation import offline_path, online_values, recent_entities
+from featurelib.validation import existing_offline_path, online_values, recent_entities
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Expectation:
     max: float | None = None
     allowed: tuple[str, ...] | None = None
     max_null_share: float | None = None
+    kind: str = "float"  # float | int | bool | string | other: how values compare (NaN counts as null)
 
     @property
     def empty(self) -> bool:
@@ -47,15 +48,32 @@ class Expectation:
             parts.append(f"nulls <= {self.max_null_share:.0%}")
         return "; ".join(parts)
 
+    @property
+    def allowed_numbers(self) -> set[float] | None:
+        """The allowed values as numbers, for numeric features (``1`` and ``1.0`` are one)."""
+        if self.allowed is None or self.kind not in ("float", "int"):
+            return None
+        return {float(v) for v in self.allowed}
+
     def violates(self, value: Any) -> bool:
-        """Whether one non-null value breaks the bounds or the allowed set."""
-        if isinstance(value, (list, tuple)):
+        """Whether one value breaks the bounds or the allowed set (nulls and NaN never do:
+        they count against ``max_null_share``)."""
+        if is_null(value) or isinstance(value, (list, tuple)):
             return False
-        if self.allowed is not None and _text(value) not in self.allowed:
+        numbers = self.allowed_numbers
+        if numbers is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if float(value) not in numbers:
+                return True
+        elif self.allowed is not None and _text(value) not in self.allowed:
             return True
-        if isinstance(value, bool) or value is None or (isinstance(value, float) and math.isnan(value)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return (self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+
+
+def is_null(value: Any) -> bool:
+    """None, or a float NaN (a stream writer may write ``nan``; it is no value)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _num(x: float) -> str:
@@ -63,11 +81,18 @@ def _num(x: float) -> str:
 
 
 def _text(value: Any) -> str:
+    """A value as written in an ``expect.in`` tag: ``true``/``false`` for booleans."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _kind(view: FeatureView, feature: str) -> str:
+    name = next(f.dtype for f in view.features if f.name == feature).to_value_type().name
+    return {"FLOAT": "float", "DOUBLE": "float", "INT32": "int", "INT64": "int", "BOOL": "bool",
+            "STRING": "string"}.get(name, "other")
 
 
 def expectations_of(view: FeatureView) -> list[Expectation]:
@@ -80,6 +105,7 @@ def expectations_of(view: FeatureView) -> list[Expectation]:
             max=float(t["expect.max"]) if "expect.max" in t else None,
             allowed=tuple(t["expect.in"].split(",")) if "expect.in" in t else None,
             max_null_share=float(t["expect.max_null_share"]) if "expect.max_null_share" in t else None,
+            kind=_kind(view, f.name),
         )
         if not e.empty:
             out.append(e)
@@ -139,20 +165,30 @@ class QualityReport:
         return "\n".join(lines)
 
 
+def _null_sql(col: str, e: Expectation) -> str:
+    return f"({col} IS NULL OR isnan({col}))" if e.kind == "float" else f"{col} IS NULL"
+
+
 def _violation_sql(col: str, e: Expectation) -> str | None:
+    """SQL true for a non-null value that breaks ``e`` (NaN counts as null, not as a violation)."""
     terms = []
     if e.min is not None:
         terms.append(f"{col} < {e.min!r}")
     if e.max is not None:
         terms.append(f"{col} > {e.max!r}")
-    if e.allowed is not None:
+    if e.allowed_numbers is not None:
+        terms.append(f"{col} NOT IN ({', '.join(repr(v) for v in sorted(e.allowed_numbers))})")
+    elif e.allowed is not None:
         values = ", ".join("'" + v.replace("'", "''") + "'" for v in e.allowed)
-        terms.append(f"CAST({col} AS VARCHAR) NOT IN ({values})")
-    return " OR ".join(f"({t})" for t in terms) or None
+        text = f"lower(CAST({col} AS VARCHAR))" if e.kind == "bool" else f"CAST({col} AS VARCHAR)"
+        terms.append(f"{text} NOT IN ({values})")
+    if not terms:
+        return None
+    return f"NOT {_null_sql(col, e)} AND (" + " OR ".join(f"({t})" for t in terms) + ")"
 
 
 def check_offline(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, examples: int = 3) -> list[FeatureQuality]:
-    path = offline_path(store, view).as_posix()
+    source = duck.parquet(existing_offline_path(store, view))
     key = view.join_keys[0]
     where = f"event_timestamp >= make_timestamptz({int(start_us)}) AND event_timestamp <= make_timestamptz({int(end_us)})"
     exps = expectations_of(view)
@@ -160,9 +196,9 @@ def check_offline(store: FeatureStore, view: FeatureView, start_us: int, end_us:
     for e in exps:
         col = f'"{e.feature}"'
         cond = _violation_sql(col, e)
-        selects.append(f"count(*) - count({col})")
+        selects.append(f"count(*) FILTER (WHERE {_null_sql(col, e)})")
         selects.append(f"count(*) FILTER (WHERE {cond})" if cond else "0")
-    row = duck.one(f"SELECT {', '.join(selects)} FROM read_parquet('{path}') WHERE {where}")
+    row = duck.one(f"SELECT {', '.join(selects)} FROM {source} WHERE {where}")
     rows = row[0]
     out = []
     for i, e in enumerate(exps):
@@ -171,7 +207,7 @@ def check_offline(store: FeatureStore, view: FeatureView, start_us: int, end_us:
         cond = _violation_sql(f'"{e.feature}"', e)
         if violations and cond:
             found = [f"{k} at {ts:%Y-%m-%d %H:%M:%S.%f} UTC: {v!r}" for k, ts, v in duck.rows(
-                f'SELECT {key}, event_timestamp, "{e.feature}" FROM read_parquet(\'{path}\') '
+                f'SELECT {key}, event_timestamp, "{e.feature}" FROM {source} '
                 f"WHERE {where} AND ({cond}) ORDER BY event_timestamp LIMIT {int(examples)}")]
         exceeded = e.max_null_share is not None and rows > 0 and nulls / rows > e.max_null_share
         out.append(FeatureQuality(view.name, e.feature, "offline", e.describe(), rows, nulls, violations, found, exceeded))
@@ -184,8 +220,8 @@ def check_online(store: FeatureStore, view: FeatureView, sample: int, examples: 
     out = []
     for e in expectations_of(view):
         values = [(i, r["values"].get(e.feature)) for i, r in present]
-        nulls = sum(v is None for _, v in values)
-        bad = [(i, v) for i, v in values if v is not None and e.violates(v)]
+        nulls = sum(is_null(v) for _, v in values)
+        bad = [(i, v) for i, v in values if e.violates(v)]
         exceeded = e.max_null_share is not None and present and nulls / len(present) > e.max_null_share
         out.append(FeatureQuality(view.name, e.feature, "online", e.describe(), len(present), nulls, len(bad),
                                   [f"{i}: {v!r}" for i, v in bad[:examples]], bool(exceeded)))

@@ -2,8 +2,8 @@
 
 The description lists every feature the service serves (type, description, unit, window,
 expectations, source view, TTL, entities) and carries ``definitions_sha256``, a hash of
-the registered definitions of the service and its views (timestamps of registration
-left out), so that a model's logged spec shows whether the features it was trained on
+the registered definitions of the service, its views and the views its on-demand views
+read (timestamps of registration left out), so that a model's logged spec shows whether the features it was trained on
 are still the ones served. Log it with MLflow, which this repository does not depend on:
 ``mlflow.log_dict(spec, "feature_spec.json")``.
 """
@@ -53,6 +53,8 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
     repo = Path(store.repo_path)
     features, sources, digest = [], [], hashlib.sha256()
     digest.update(_canonical(service))
+    hashed: set[str] = set()
+    read_by_odfvs: set[str] = set()
     for projection in sorted(service.feature_view_projections, key=lambda p: p.name):
         if projection.name in views:
             view = views[projection.name]
@@ -63,6 +65,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
                             "offline_source": path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path),
                             "tags": dict(sorted(view.tags.items()))})
             digest.update(_canonical(view))
+            hashed.add(view.name)
             for f in projection.features:
                 features.append({"name": f.name, "ref": f"{view.name}:{f.name}", "view": view.name, "type": _type(f.dtype),
                                  "description": f.description, "unit": f.tags.get("unit"), "window": f.tags.get("window"),
@@ -73,12 +76,16 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
                             "reads": sorted(odfv.source_feature_view_projections),
                             "request_data": {r.name: [f.name for f in r.schema] for r in odfv.source_request_sources.values()}})
             digest.update(_canonical(odfv))
+            read_by_odfvs |= set(odfv.source_feature_view_projections)
             for f in projection.features:
                 tag = f"feature.{f.name}."
                 features.append({"name": f.name, "ref": f"{odfv.name}:{f.name}", "view": odfv.name, "type": _type(f.dtype),
                                  "description": odfv.tags.get(tag + "description", f.description),
                                  "unit": odfv.tags.get(tag + "unit"), "window": odfv.tags.get(tag + "window"),
                                  "expectations": None})
+    for name in sorted(read_by_odfvs - hashed):  # views an on-demand view reads but the service does not list
+        if name in views:
+            digest.update(_canonical(views[name]))
     return {
         "feature_service": {"name": service.name, "description": service.description, "owner": service.owner,
                             "tags": dict(sorted(service.tags.items()))},

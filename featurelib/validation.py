@@ -37,7 +37,7 @@ from feast.repo_contents import RepoContents
 from feast.type_map import feast_value_type_to_pa
 
 from featurelib import duck
-from featurelib.repo import feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
+from featurelib.repo import UserError, feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
 from featurelib.timeutil import format_age, format_us, now_us, to_us
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -218,6 +218,14 @@ def offline_path(store: FeatureStore, view: FeatureView) -> Path:
     return path if path.is_absolute() else Path(store.repo_path) / path
 
 
+def existing_offline_path(store: FeatureStore, view: FeatureView) -> Path:
+    """``offline_path``, or a ``UserError`` when the file is not there."""
+    path = offline_path(store, view)
+    if not path.is_file():
+        raise UserError(f"the offline file of {view.name} does not exist: {path} (run python -m featurelib.batch)")
+    return path
+
+
 def check_offline(store: FeatureStore) -> Check:
     details, data, problems = [], {}, []
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
@@ -237,7 +245,7 @@ def check_offline(store: FeatureStore) -> Check:
         if wrong:
             problems.append(f"{view.name}: " + "; ".join(wrong))
             continue
-        lo, hi = duck.one(f"SELECT min({ts_field}), max({ts_field}) FROM read_parquet('{path.as_posix()}')")
+        lo, hi = duck.one(f"SELECT min({ts_field}), max({ts_field}) FROM {duck.parquet(path)}")
         rows = meta.metadata.num_rows
         data[view.name] = {"path": str(path), "rows": rows, "min": str(lo), "max": str(hi)}
         details.append(f"{view.name:<22} {rows:>11,} rows, {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} UTC"
@@ -254,7 +262,7 @@ def recent_entities(store: FeatureStore, view: FeatureView, n: int, at_us: int |
     key = view.join_keys[0]
     at = format_us(at_us if at_us is not None else now_us())
     rows = duck.rows(
-        f"SELECT {key} FROM read_parquet('{offline_path(store, view).as_posix()}') "
+        f"SELECT {key} FROM {duck.parquet(existing_offline_path(store, view))} "
         f"WHERE event_timestamp <= TIMESTAMPTZ '{at}' GROUP BY {key} ORDER BY max(event_timestamp) DESC, {key} "
         f"LIMIT {int(n)}")
     return [r[0] for r in rows]

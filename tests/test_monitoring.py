@@ -85,6 +85,40 @@ def test_psi_follows_its_formula(reference: list[int], recent: list[int], expect
     assert psi(np.array(reference), np.array(recent)) == pytest.approx(expected, abs=1e-12)
 
 
+def test_psi_keeps_a_bin_per_value_of_a_mostly_constant_feature() -> None:
+    """A count that is mostly 0: its deciles are all 0, and the bins must still separate 0 from 1."""
+    from featurelib.drift import compare
+
+    kind, value, *_ = compare(pa.array([0] * 950 + [1] * 50), pa.array([0] * 500 + [1] * 500))
+    assert kind == "numeric" and value > 1.0
+
+
+def test_drift_window_samples_after_filtering(repo: Repo) -> None:
+    """The reservoir sample is drawn from the window's rows, not from the whole file."""
+    from featurelib import duck
+    from featurelib.drift import _window
+
+    store = repo.store()
+    view = store.get_feature_view("user_engagement_5m")
+    start, end = now_us() - 6 * 3600 * SECOND, now_us()
+    path = repo.path / "data/features/user_engagement_5m.parquet"
+    in_window = duck.one(f"SELECT count(*) FROM {duck.parquet(path)} WHERE event_timestamp >= make_timestamptz({start}) "
+                         f"AND event_timestamp <= make_timestamptz({end})")[0]
+    total = pq.ParquetFile(path).metadata.num_rows
+    limit = in_window // 2
+    assert total > 4 * in_window > 0
+    assert _window(store, view, start, end, limit).num_rows == limit
+    assert _window(store, view, start, end, total).num_rows == in_window
+
+
+def test_skew_report_with_nothing_compared_fails() -> None:
+    from featurelib.skew import FeatureSkew, SkewReport
+
+    report = SkewReport({"a": 0, "b": 3}, 0.0, [FeatureSkew("a", "x", 0, 0, 0, 0), FeatureSkew("b", "y", 3, 0, 0, 0)])
+    assert report.empty_views == ["a"] and not report.ok and "a: no online entity to compare" in report.render()
+    assert SkewReport({"b": 3}, 0.0, [FeatureSkew("b", "y", 3, 0, 0, 0)]).ok
+
+
 def test_drift_test_counts_entities_not_rows() -> None:
     """30 entities a side from one distribution, each repeated in 100 rows: counted as 3,000
     independent rows the KS test calls the sampling noise significant; counted as 30 entities
@@ -101,6 +135,34 @@ def test_drift_test_counts_entities_not_rows() -> None:
     assert flags_rows and p_rows < 1e-3 and not flags_entities and p_entities > 1e-3
     shifted = pa.array(np.asarray(b) + 3.0)
     assert compare(a, shifted, (30, 30))[-1]
+
+
+@pytest.mark.parametrize(("expectation", "value", "violates"), [
+    (Expectation("v", "f", min=0, max=1), float("nan"), False),  # NaN is a null, counted against max_null_share
+    (Expectation("v", "f", min=0, max=1), 1.5, True),
+    (Expectation("v", "f", allowed=("0", "1"), kind="int"), 1.0, False),  # numeric features compare as numbers
+    (Expectation("v", "f", allowed=("0", "1"), kind="int"), 7, True),
+    (Expectation("v", "f", allowed=("true", "false"), kind="bool"), True, False),
+    (Expectation("v", "f", allowed=("a", "b"), kind="string"), "c", True),
+])
+def test_expectation_violations(expectation: Expectation, value, violates: bool) -> None:
+    assert expectation.violates(value) is violates
+
+
+def test_offline_quality_counts_nan_as_null(tmp_path: Path) -> None:
+    """The SQL side agrees with ``violates``: NaN is a null, never a violation of a bound."""
+    from featurelib import duck
+    from featurelib.quality import _null_sql, _violation_sql
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": [0.5, float("nan"), None, 2.0, -1.0]}), path)
+    e = Expectation("v", "x", min=0, max=1, kind="float")
+    nulls, bad = duck.one(f"SELECT count(*) FILTER (WHERE {_null_sql('x', e)}), "
+                          f"count(*) FILTER (WHERE {_violation_sql('x', e)}) FROM {duck.parquet(path)}")
+    assert (nulls, bad) == (2, 2)
+    allowed = Expectation("v", "x", allowed=("0", "1"), kind="float")
+    pq.write_table(pa.table({"x": [0.0, 1.0, 1.0, 7.0]}), path)
+    assert duck.one(f"SELECT count(*) FILTER (WHERE {_violation_sql('x', allowed)}) FROM {duck.parquet(path)}")[0] == 1
 
 
 def test_quality_passes_on_generated_data(repo: Repo) -> None:
@@ -302,6 +364,7 @@ def test_spec_describes_a_service_and_its_hash_follows_the_definitions(repo: Rep
     (("drift", "--reference", "1d..7d"), "--reference: empty range"),
     (("quality", "--range", "yesterday"), "--range: not a range"),
     (("quality", "--view", "nope"), "unknown feature view 'nope'"),
+    (("drift", "--served", "feature_store.yaml"), "--served compares with a training set"),
 ])
 def test_bad_input(repo: Repo, args: tuple[str, ...], message: str) -> None:
     result, _ = cli(repo, *args)
