@@ -3,6 +3,8 @@
 #   make test   run the test suite (ruff + pytest)
 PYTHON ?= python3
 VENV   ?= .venv
+# Test processes: each starts its own private redis-server(s); files are not split between them.
+TEST_WORKERS ?= 2
 PY     := $(VENV)/bin/python
 
 .PHONY: demo test lint docs bench redis-stop clean
@@ -25,7 +27,7 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
