@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 
 import pandas as pd
+import pytest
 
 from tests.conftest import Repo, run
 
@@ -80,4 +81,34 @@ def test_feature_service_with_request_data(feature_repo: Repo) -> None:
     assert out["is_new_country_24h"] == [True]
     assert out["is_high_risk_merchant"] == [True]
     assert out["minutes_since_last_txn"][0] is not None and out["minutes_since_last_txn"][0] >= 0
-    assert out["amount_vs_avg_5m_ratio"][0] == 100.0 / out["amount_avg_5m"][0]
+    # amount_avg_5m is null when the card's last transaction is over 5 minutes before the
+    # materialized instant (it depends on when this runs); the ratio follows it either way.
+    avg = out["amount_avg_5m"][0]
+    assert out["amount_vs_avg_5m_ratio"][0] == (100.0 / avg if avg else None)
+
+
+MIN = 60_000_000
+
+
+@pytest.mark.parametrize(("request_row", "stored", "expected"), [
+    ({"txn_amount": 100.0}, {"amount_avg_5m": 25.0}, {"amount_vs_avg_5m_ratio": 4.0}),
+    ({"txn_amount": 100.0}, {"amount_avg_5m": None}, {"amount_vs_avg_5m_ratio": None}),  # no transaction in 5m
+    ({"txn_amount": 130.0}, {"card_amount_avg_24h": 100.0, "card_amount_std_24h": 15.0}, {"amount_zscore_24h": 2.0}),
+    ({"txn_amount": 130.0}, {"card_amount_avg_24h": 100.0, "card_amount_std_24h": 0.0}, {"amount_zscore_24h": None}),
+    ({"txn_country": "FR"}, {"card_countries_24h": ["US", "FR"]}, {"is_new_country_24h": False}),
+    ({"txn_country": "FR"}, {"card_countries_24h": None}, {"is_new_country_24h": True}),  # nothing in 24h: new
+    ({"txn_unix_us": 10 * MIN}, {"last_txn_unix_us": 7 * MIN}, {"minutes_since_last_txn": 3.0}),
+    ({"txn_unix_us": 10 * MIN}, {"last_txn_unix_us": None}, {"minutes_since_last_txn": None}),
+    ({"txn_merchant_category": "crypto"}, {}, {"is_high_risk_merchant": True}),
+    ({"txn_merchant_category": "grocery"}, {}, {"is_high_risk_merchant": False}),
+])
+def test_transaction_request_features(request_row: dict, stored: dict, expected: dict) -> None:
+    """The on-demand view's Python function, one hand-computed case per output and null rule."""
+    from on_demand_feature_views import transaction_request_features
+
+    row = {"txn_amount": 50.0, "txn_country": "US", "txn_merchant_category": "grocery", "txn_unix_us": 0,
+           "amount_avg_5m": None, "card_amount_avg_24h": None, "card_amount_std_24h": None,
+           "card_countries_24h": None, "last_txn_unix_us": None} | request_row | stored
+    out = transaction_request_features.feature_transformation.udf({k: [v] for k, v in row.items()})
+    for name, value in expected.items():
+        assert out[name] == [value], name
