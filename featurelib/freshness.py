@@ -12,28 +12,16 @@ for the batch one). Two ages are compared with it:
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 
-from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, format_age, format_us, now_us
+from featurelib.timeutil import SECOND, format_age, format_us, now_us, parse_duration
 from featurelib.validation import offline_path, online_values, recent_entities
 
 MAX_EVENT_KEY = b"featurelib.max_event_us"
-_UNITS = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
-
-
-def parse_duration(text: str) -> int:
-    """``90s``, ``10m``, ``2h``, ``1d`` -> microseconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (e.g. 10m, 2h, 1d)")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
-
-
 def max_event_us(store: FeatureStore, view: FeatureView) -> int | None:
     path = offline_path(store, view)
     if not path.is_file():

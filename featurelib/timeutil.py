@@ -8,6 +8,7 @@ window arithmetic exact: ``T - w`` never rounds.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 import numpy as np
@@ -66,18 +67,26 @@ def format_duration(us: int) -> str:
     return f"{us / SECOND:g}s"
 
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
+_UNITS = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``10m``, ``2h``, ``1.5d`` -> microseconds."""
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (e.g. 10m, 2h, 1d)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
 def parse_instant(text: str, now: int | None = None) -> int:
     """``now``, an age before now (``90s``, ``10m``, ``2h``, ``7d``) or an ISO-8601 time -> epoch µs."""
-    import re
-
     now = now_us() if now is None else now
     text = text.strip()
     if text in ("now", "0"):
         return now
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
-    if m:
-        unit = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}[m.group(2)]
-        return now - int(float(m.group(1)) * unit)
+    if _DURATION.fullmatch(text):
+        return now - parse_duration(text)
     try:
         return to_us(text)
     except (ValueError, TypeError) as exc:

@@ -137,6 +137,30 @@ def test_drift_test_counts_entities_not_rows() -> None:
     assert compare(a, shifted, (30, 30))[-1]
 
 
+NOW = 1_795_000_000 * SECOND
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("7d..1d", (NOW - 7 * DAY, NOW - DAY)),
+    ("90s..now", (NOW - 90 * SECOND, NOW)),
+    ("1.5d..0", (NOW - 36 * 3600 * SECOND, NOW)),
+    ("2026-11-01T00:00:00Z..2026-11-02", (1_793_491_200 * SECOND, 1_793_577_600 * SECOND)),  # naive: UTC
+])
+def test_time_ranges(text: str, expected: tuple[int, int]) -> None:
+    from featurelib.timeutil import parse_range
+
+    assert parse_range(text, now=NOW) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [("yesterday", "not a range"), ("1d..7d", "empty range"),
+                                               ("3x..now", "not a time")])
+def test_bad_time_ranges(text: str, message: str) -> None:
+    from featurelib.timeutil import parse_range
+
+    with pytest.raises(ValueError, match=message):
+        parse_range(text, now=NOW)
+
+
 @pytest.mark.parametrize(("expectation", "value", "violates"), [
     (Expectation("v", "f", min=0, max=1), float("nan"), False),  # NaN is a null, counted against max_null_share
     (Expectation("v", "f", min=0, max=1), 1.5, True),
