@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import click
+from report import save  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 TRANSACTION_VIEWS = ["transaction_stats_5m", "card_profile_24h", "device_activity_24h"]
@@ -87,14 +88,11 @@ def main(sizes: str, out: Path) -> None:
                 r["input"] = "clickstream"
                 rows.append(r)
                 click.echo(f"{r['events']:>12,} clickstream events: {r['seconds']:6.1f}s ({r['events_per_second']:,}/s)", err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "backfill.json").write_text(json.dumps(rows, indent=2))
     lines = ["| input | events | views | workers | seconds | events/s | feature rows | peak RSS |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['input']} | {r['events']:,} | {len(r['views'])} | {r['workers']} | {r['seconds']} | "
                      f"{r['events_per_second']:,} | {r['rows']:,} | {r['peak_rss_mb']:,} MB |")
-    (out / "backfill.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    save(out, "backfill", rows, lines)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 import click
 import numpy as np
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+from report import save  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -206,8 +207,6 @@ def main(cards: int, reads: int, out: Path) -> None:
             click.echo(f"{size} entities: " + json.dumps({k: v for k, v in reads_out.items() if k.endswith(f"_{size}")}), err=True)
         results["reads"] = reads_out
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "online_store.json").write_text(json.dumps(results, indent=2))
     lines = ["| measurement | this store | Feast redis | raw floor |", "|---|---:|---:|---:|"]
     for key, by_store in results["reads"].items():
         cells = [f"{by_store[s]['p50_ms']} / {by_store[s]['p99_ms']}" if s in by_store else ""
@@ -218,8 +217,7 @@ def main(cards: int, reads: int, out: Path) -> None:
                  f"{w['Feast redis']['materialize_rows_per_s']:,} | |")
     lines.append(f"| online_write_batch, rows/s | {w['this store']['online_write_batch_rows_per_s']:,} | "
                  f"{w['Feast redis']['online_write_batch_rows_per_s']:,} | |")
-    (out / "online_store.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    save(out, "online_store", results, lines)
 
 
 if __name__ == "__main__":

@@ -14,55 +14,29 @@ Writes bench/results/race.{json,md}.
 
 from __future__ import annotations
 
-import json
-import random
 import sys
 import tempfile
-import threading
-from datetime import timedelta
 from pathlib import Path
 
 import click
+from report import save  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+WRITES = 3000  # per writer and round
+
 
 def race(store_type: str, seed: int, tmp: Path) -> dict:
-    from feast import FeatureStore
-
     from featurelib.redis_server import RedisServer
-    from tests.toy import now, read, rows, toy_store
+    from tests.toy import toy_store, two_writer_race
 
     with RedisServer() as server:
         store = toy_store(tmp / f"{store_type.rsplit('.', 1)[-1]}-{seed}", server.connection_string, store_type=store_type)
-        keys = [f"r{i}" for i in range(40)]
-        base = now() - timedelta(minutes=30)
-        plans = []
-        for writer in (1, 2):
-            rng = random.Random(seed * 10 + writer)
-            plans.append([(rng.choice(keys), rng.randrange(0, 20 * 60 * 1_000_000)) for _ in range(3000)])
-        newest: dict[str, int] = {}
-        for plan in plans:
-            for key, offset in plan:
-                newest[key] = max(newest.get(key, -1), offset)
-
-        def writer(plan: list) -> None:
-            fs = FeatureStore(repo_path=store.repo_path)
-            for start in range(0, len(plan), 25):
-                chunk = plan[start:start + 25]
-                fs.write_to_online_store("items", rows([k for k, _ in chunk], [base + timedelta(microseconds=o) for _, o in chunk],
-                                                       n=[o for _, o in chunk]))
-
-        threads = [threading.Thread(target=writer, args=(p,)) for p in plans]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        out = read(store, keys, ["items:n"]).to_dict()
-        stale = sum(1 for k, n in zip(out["item_id"], out["n"]) if n != newest[k])
-        return {"keys": len(keys), "writes": sum(len(p) for p in plans), "keys_left_with_an_older_row": stale}
+        held, newest = two_writer_race(store, seeds=(seed * 10 + 1, seed * 10 + 2), writes=WRITES)
+        stale = sum(1 for k, n in held.items() if n != newest[k])
+        return {"keys": len(held), "writes": 2 * WRITES, "keys_left_with_an_older_row": stale}
 
 
 @click.command()
@@ -79,15 +53,12 @@ def main(rounds: int, out: Path) -> None:
                 results[name].append(r)
                 click.echo(f"round {seed}: {name}: {r['keys_left_with_an_older_row']} of {r['keys']} keys left with an older row",
                            err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "race.json").write_text(json.dumps(results, indent=2))
     lines = ["| store | rounds | writes per round | keys per round | keys left with an older row (per round) |",
              "|---|---:|---:|---:|---|"]
     for name, rs in results.items():
         lines.append(f"| {name} | {len(rs)} | {rs[0]['writes']:,} | {rs[0]['keys']} | "
                      f"{', '.join(str(r['keys_left_with_an_older_row']) for r in rs)} |")
-    (out / "race.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    save(out, "race", results, lines)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import click
+from report import save  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -111,8 +112,6 @@ def main(cards: int, days: float, rate: int, seconds: int, out: Path) -> None:
                               "p50_ms": p50, "p99_ms": p99, "processor_report": last}
         click.echo(json.dumps(results["latency"]), err=True)
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "stream.json").write_text(json.dumps(results, indent=2))
     th, la = results["throughput"], results["latency"]
     lines = ["| measurement | value |", "|---|---:|",
              f"| events consumed (both streams) | {th['events']:,} |",
@@ -120,8 +119,7 @@ def main(cards: int, days: float, rate: int, seconds: int, out: Path) -> None:
              f"| rows written to Redis, rows/s | {th['rows_written_per_second']:,} |",
              f"| latency run: events at {la['achieved_rate']:,}/s | {la['events']:,} |",
              f"| event-to-servable latency p50 / p99 | {la['p50_ms']} / {la['p99_ms']} ms |"]
-    (out / "stream.md").write_text("\n".join(lines) + "\n")
-    click.echo("\n".join(lines))
+    save(out, "stream", results, lines)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import subprocess
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from featurelib import contract
 from featurelib.redis_server import RedisServer, free_port, redis_server_binary
 from tests.conftest import Repo
-from tests.toy import TTL, now, read, rows, toy_store
+from tests.toy import TTL, now, read, rows, toy_store, two_writer_race
 
 
 @pytest.fixture
@@ -175,34 +173,8 @@ def test_a_stream_job_writing_with_the_script_is_served(store, server: RedisServ
 def test_race_between_two_writers_keeps_the_newest_row(store, server: RedisServer) -> None:
     """Thousands of interleaved writes with random timestamps from two writers, then every key
     must hold the newest row written to it."""
-    from feast import FeatureStore
-
-    keys = [f"r{i}" for i in range(40)]
-    base = now() - timedelta(minutes=30)
-    plans = []
-    for seed in (1, 2):
-        rng = random.Random(seed)
-        plan = [(rng.choice(keys), rng.randrange(0, 20 * 60 * 1_000_000)) for _ in range(3000)]
-        plans.append(plan)
-    newest: dict[str, int] = {}
-    for plan in plans:
-        for key, offset in plan:
-            newest[key] = max(newest.get(key, -1), offset)
-
-    def writer(plan: list) -> None:
-        fs = FeatureStore(repo_path=store.repo_path)
-        for start in range(0, len(plan), 25):
-            chunk = plan[start:start + 25]
-            df = rows([k for k, _ in chunk], [base + timedelta(microseconds=o) for _, o in chunk], n=[o for _, o in chunk])
-            fs.write_to_online_store("items", df)
-
-    threads = [threading.Thread(target=writer, args=(plan,)) for plan in plans]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    out = read(store, keys, ["items:n"]).to_dict()
-    assert dict(zip(out["item_id"], out["n"])) == newest
+    held, newest = two_writer_race(store, seeds=(1, 2))
+    assert held == newest
 
 
 # ------------------------------------------------------------------ topologies

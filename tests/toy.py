@@ -78,3 +78,40 @@ def rows(ids: list[str], times: list[datetime], n: list[int | None] | None = Non
 def read(store: FeatureStore, ids: list[str], features: list[str] | None = None):
     features = features or ["items:n", "items:x", "items:ok", "items:label", "items:tags"]
     return store.get_online_features(features=features, entity_rows=[{"item_id": i} for i in ids])
+
+
+def two_writer_race(store: FeatureStore, seeds: tuple[int, int], keys: int = 40,
+                    writes: int = 3000) -> tuple[dict[str, int], dict[str, int]]:
+    """Two threads write ``writes`` rows each to ``keys`` keys of ``items``, 25 per
+    ``write_to_online_store``, with random event times (writer ``i`` draws from
+    ``random.Random(seeds[i])``; ``n`` is the row's offset in µs). Returns (what each key
+    holds afterwards, the newest offset written to it): a store without lost updates ends
+    with the two equal."""
+    import random
+    import threading
+
+    names = [f"r{i}" for i in range(keys)]
+    base = now() - timedelta(minutes=30)
+    plans = []
+    for seed in seeds:
+        rng = random.Random(seed)
+        plans.append([(rng.choice(names), rng.randrange(0, 20 * 60 * 1_000_000)) for _ in range(writes)])
+    newest: dict[str, int] = {}
+    for plan in plans:
+        for key, offset in plan:
+            newest[key] = max(newest.get(key, -1), offset)
+
+    def writer(plan: list) -> None:
+        fs = FeatureStore(repo_path=store.repo_path)
+        for start in range(0, len(plan), 25):
+            chunk = plan[start:start + 25]
+            fs.write_to_online_store("items", rows([k for k, _ in chunk], [base + timedelta(microseconds=o) for _, o in chunk],
+                                                   n=[o for _, o in chunk]))
+
+    threads = [threading.Thread(target=writer, args=(plan,)) for plan in plans]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    out = read(store, names, ["items:n"]).to_dict()
+    return dict(zip(out["item_id"], out["n"])), newest
