@@ -51,7 +51,11 @@ def _repo(dest: Path, raw: Path, online_yaml: str) -> Path:
     yaml = (dest / "feature_store.yaml").read_text()
     start = yaml.index("online_store:")
     end = yaml.index("# Offline store")
-    (dest / "feature_store.yaml").write_text(yaml[:start] + online_yaml + "\n" + yaml[end:])
+    yaml = yaml[:start] + online_yaml + "\n" + yaml[end:]
+    if "type: redis\n" in online_yaml:  # Feast's store gets Feast's own local engine
+        start = yaml.index("batch_engine:")
+        yaml = yaml[:start] + yaml[yaml.index("materialization:"):]
+    (dest / "feature_store.yaml").write_text(yaml)
     (dest / "data").mkdir()
     shutil.copytree(raw / "features", dest / "data" / "features")
     return dest

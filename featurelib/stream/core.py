@@ -102,20 +102,27 @@ class StreamCore:
 
     def _rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
               before: int, now: int) -> pa.Table | None:
+        """Rows of ``view`` at change points in ``(low(entity), now]`` for every affected entity,
+        where ``low`` is the earliest new event of the entity, or ``before + 1`` if later or none."""
         key = view.join_key
-        low: dict[str, int] = {}  # entity -> the earliest instant whose row may have changed
+        ids: list[pa.Array] = []
+        lows: list[np.ndarray] = []
         if new_events is not None and new_events.num_rows:
-            for entity, t in zip(new_events.column(key).to_pylist(), _us(new_events.column("event_timestamp")).tolist()):
-                low[entity] = min(low.get(entity, t), t, before + 1)
-        for entity in buffer.entities_with_change_points(view, before, now):
-            low[entity] = min(low.get(entity, before + 1), before + 1)
-        if not low:
+            ids.extend(new_events.column(key).chunks)
+            lows.append(np.minimum(_us(new_events.column("event_timestamp")), before + 1))
+        exits = buffer.entities_with_change_points(view, before, now)
+        if exits:
+            ids.append(pa.array(exits, pa.string()))
+            lows.append(np.full(len(exits), before + 1, dtype=np.int64))
+        if not lows:
             return None
-        entities = list(low)
-        rows = compute_view(view, buffer.events_of(view, entities), since_us=min(low.values()), until_us=now)
+        low = (pa.table({"entity": pa.chunked_array(ids, pa.string()), "low": np.concatenate(lows)})
+               .group_by("entity", use_threads=False).aggregate([("low", "min")]))
+        entities, low_us = low.column("entity").combine_chunks(), low.column("low_min").to_numpy()
+        rows = compute_view(view, buffer.events_of(view, entities.to_pylist()), since_us=int(low_us.min()), until_us=now)
         if rows.num_rows == 0:
             return rows
-        row_low = np.array([low[e] for e in rows.column(key).to_pylist()], dtype=np.int64)
+        row_low = low_us[pc.index_in(rows.column(key), value_set=entities).to_numpy()]
         keep = _us(rows.column("event_timestamp")) >= row_low
         return rows if keep.all() else rows.filter(pa.array(keep))
 

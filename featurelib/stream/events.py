@@ -85,27 +85,46 @@ def encode_table(table: pa.Table) -> list[dict[str, str]]:
     return [{n: v for n, v in zip(names, values) if v is not None} for values in zip(*(cols[n] for n in names))]
 
 
-def decode(kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decoded:
+Entry = tuple[bytes, "list[bytes] | dict[bytes, bytes]"]
+"""A stream entry: its id and its fields, flat (``[name, value, ...]``, as Redis sends them)
+or as a dict (as redis-py's default ``XREADGROUP`` parsing returns them)."""
+
+
+def _columns(entries: list[Entry], names: list[str]) -> dict[str, pa.Array]:
+    """The named fields of every entry as binary columns (null where an entry lacks one).
+
+    Entries are grouped by their field layout (producers send few: every entry's fields in
+    the same order, optional fields left out); each group is one transpose of its flat
+    field lists, so no Python work is done per field."""
+    flats = [f if isinstance(f, list) else [x for kv in f.items() for x in kv] for _, f in entries]
+    groups: dict[tuple, list[int]] = {}
+    for i, f in enumerate(flats):
+        groups.setdefault(tuple(f[0::2]), []).append(i)
+    wanted = {n.encode(): n for n in names}
+    parts = []
+    for layout, positions in groups.items():
+        values = list(zip(*[flats[i][1::2] for i in positions]))
+        columns = {wanted[name]: col for name, col in zip(layout, values) if name in wanted}  # a repeated field: the last
+        parts.append(pa.table({"_at": pa.array(positions, pa.int64()),
+                               **{n: pa.array(c, pa.binary()) for n, c in columns.items()}}))
+    schema = pa.schema([("_at", pa.int64()), *[(n, pa.binary()) for n in names]])
+    table = pa.concat_tables([conform(t, schema) for t in parts]) if parts else schema.empty_table()
+    if len(parts) > 1:
+        table = table.take(pc.sort_indices(table.column("_at")))
+    return {n: table.column(n).combine_chunks() for n in names}
+
+
+def decode(kind: str, entries: list[Entry]) -> Decoded:
     """Decode ``XREADGROUP`` entries of one stream into a table of the raw-event schema."""
     schema = SCHEMAS[kind]
-    required = [f.encode() for f in REQUIRED[kind]]
-    good, bad, bad_reasons = [], [], []
-    for entry in entries:
-        fields = entry[1]
-        if all(f in fields for f in required):
-            good.append(entry)
-        else:
-            bad.append(entry)
-            bad_reasons.append("missing " + ", ".join(f.decode() for f in required if f not in fields))
-    rows = [f for _, f in good]
-    columns = {}
-    problems: list[str | None] = [None] * len(good)
-    for field in schema:
-        name = field.name.encode()
-        columns[field.name] = pa.array([f.get(name) for f in rows], pa.binary()).cast(pa.string())
+    raw = {name: col.cast(pa.string()) for name, col in _columns(entries, schema.names).items()}
+    problems: list[str | None] = [None] * len(entries)
+    missing = [(name, np.asarray(raw[name].is_null())) for name in REQUIRED[kind]]
+    for i in np.flatnonzero(np.logical_or.reduce([m for _, m in missing])) if missing and entries else []:
+        problems[i] = "missing " + ", ".join(name for name, m in missing if m[i])
     parsed = {}
     for field in schema:
-        col = columns[field.name]
+        col = raw[field.name]
         if pa.types.is_string(field.type):
             parsed[field.name] = col
             continue
@@ -120,17 +139,19 @@ def decode(kind: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> Decode
             problems[i] = problems[i] or f"{field.name} is not a valid {field.type}"
     keep = np.array([p is None for p in problems], dtype=bool)
     table = pa.table(parsed, schema=schema)
-    for i in np.flatnonzero(~keep):
-        bad.append(good[i])
-        bad_reasons.append(problems[i])
     table = table.filter(pa.array(keep)) if not keep.all() else table
-    ids = [good[i][0] for i in np.flatnonzero(keep)]
+    ids = [entries[i][0] for i in np.flatnonzero(keep)] if not keep.all() else [e[0] for e in entries]
+    bad = [(entries[i], problems[i]) for i in np.flatnonzero(~keep)]
     malformed = pa.table({
-        "stream_id": [eid.decode() for eid, _ in bad],
-        "fields": [str({k.decode(): v.decode(errors="replace") for k, v in f.items()}) for _, f in bad],
-        "reason": bad_reasons,
+        "stream_id": [entry[0].decode() for entry, _ in bad],
+        "fields": [str({k.decode(): v.decode(errors="replace") for k, v in _pairs(entry[1])}) for entry, _ in bad],
+        "reason": [reason for _, reason in bad],
     }, schema=MALFORMED_SCHEMA)
     # An entry id is "<milliseconds>-<sequence>": when Redis received the entry.
     millis = pc.list_element(pc.split_pattern(pa.array(ids, pa.binary()).cast(pa.string()), "-"), 0)
     arrival = np.asarray(pc.cast(millis, pa.int64()), dtype=np.int64) * 1000
-    return Decoded(table, ids, arrival, malformed, [eid for eid, _ in bad])
+    return Decoded(table, ids, arrival, malformed, [entry[0] for entry, _ in bad])
+
+
+def _pairs(fields: list[bytes] | dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return list(fields.items()) if isinstance(fields, dict) else list(zip(fields[0::2], fields[1::2]))

@@ -1,0 +1,160 @@
+"""Arrow batches to stream-contract write commands, a column at a time (materialization's fast path).
+
+Feast's local engine turns every materialized Arrow batch into rows of ``ValueProto`` dicts,
+one Python object per value (``feast.utils._convert_arrow_to_proto``), and an online store
+then turns each value back into bytes. For this repository's store both steps are waste:
+the contract wants text, and Arrow already has the columns. ``write_commands`` makes the
+``(key, script args)`` pairs of ``featurelib/write_row.lua`` straight from the batch.
+
+It yields exactly what ``RedisHashOnlineStore.online_write_batch`` writes for the protos
+Feast would have built from the same batch (``tests/test_arrow_rows.py`` compares them on
+random batches), except where Feast's rows lose information and this path does not:
+an integer column with nulls stays exact beyond 2**53 (Feast's rows pass it through
+float64), and a ``UnixTimestamp`` keeps its microseconds and its nulls (Feast's rows
+truncate it to seconds and turn a null into -2**63 seconds):
+
+* keys from the join key columns, escaped as the contract says;
+* ``_event_ts`` from the view's timestamp field and ``_created_ts`` from its created
+  timestamp column (``now`` when it has none or the cell is null), integer microseconds,
+  sub-microsecond digits truncated as Feast truncates them;
+* a null cell, and a NaN in any numeric column, is an absent field (Feast reads both as
+  null); floats are ``repr`` of the double (a ``Float32`` feature of the float32 value),
+  integers in decimal, booleans ``true``/``false``, strings as they are, timestamps in
+  microseconds;
+* rows whose hash would already have expired are skipped.
+
+Columns of other types (lists, bytes, timestamps, or an Arrow type Feast converts its own
+way) go through Feast's conversion, that column only. A batch without some feature column,
+or with join keys that are neither integers nor strings, returns ``None``: the caller
+falls back to Feast's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from feast import FeatureView
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+
+from featurelib import contract
+
+_FLOATS = (ValueType.FLOAT, ValueType.DOUBLE)
+_INTS = (ValueType.INT32, ValueType.INT64)
+
+
+def _is_id_column(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _texts(column: pa.ChunkedArray, value_type: ValueType) -> list:
+    """The contract text of every cell (``None`` for a null, and for NaN in a numeric column)."""
+    t = column.type
+    if value_type in _FLOATS and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        values = column.to_numpy(zero_copy_only=False)  # nulls become NaN
+        values = values.astype(np.float32 if value_type == ValueType.FLOAT else np.float64, copy=False)
+        return [None if v != v else repr(v) for v in values.tolist()]
+    if value_type in _INTS and pa.types.is_integer(t):
+        if column.null_count == 0:
+            return pc.cast(column, pa.string()).to_pylist()
+        return [None if v is None else str(v) for v in column.to_pylist()]
+    if value_type in _INTS and pa.types.is_floating(t):  # an integer column with nulls, via pandas
+        return [None if v != v else str(int(v)) for v in column.to_numpy(zero_copy_only=False).tolist()]
+    if value_type == ValueType.BOOL and pa.types.is_boolean(t):
+        return [None if v is None else ("true" if v else "false") for v in column.to_pylist()]
+    if value_type == ValueType.STRING and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        return column.to_pylist()
+    if value_type == ValueType.UNIX_TIMESTAMP and pa.types.is_timestamp(t):  # exact microseconds
+        us = pc.cast(pc.cast(column, pa.timestamp("us", t.tz), safe=False), pa.int64())
+        return [None if v is None else str(v) for v in us.to_pylist()]
+    # Anything else (lists, bytes, timestamps, unusual column types): Feast's own conversion
+    # of this one column, then the contract's encoding of each value.
+    encode = contract.codec(value_type).encode_proto
+    return [encode(p) for p in python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)]
+
+
+def _ids(batch: pa.Table, join_keys: list[str]) -> list[str]:
+    """The escaped ``entity_id`` part of every row's key."""
+    parts = []
+    for name in sorted(join_keys):
+        column = batch.column(name)
+        if column.null_count:
+            raise ValueError(f"join key {name} has {column.null_count} null value(s)")
+        texts = pc.cast(column, pa.string())
+        if pc.any(pc.match_substring_regex(texts, r"[%:+]")).as_py():
+            parts.append([contract.escape(t) for t in texts.to_pylist()])
+        else:
+            parts.append(texts.to_pylist())
+    return parts[0] if len(parts) == 1 else ["+".join(p) for p in zip(*parts)]
+
+
+def _micros(column: pa.ChunkedArray) -> np.ndarray:
+    """Integer microseconds since the epoch (UTC) of a timestamp column; nulls as 0.
+
+    Any other column type (Feast's pandas dedup step can hand over timestamps as text) is
+    parsed by pandas, as Feast's rows parse it; a naive time is UTC."""
+    if not pa.types.is_timestamp(column.type):
+        parsed = pd.to_datetime(column.to_numpy(zero_copy_only=False), utc=True)
+        column = pa.chunked_array([pa.array(parsed, pa.timestamp("ns", "UTC"))])
+    us = pc.cast(column, pa.timestamp("us", column.type.tz), safe=False)
+    return pc.fill_null(pc.cast(us, pa.int64()), 0).to_numpy()
+
+
+def supports(view: FeatureView, schema: pa.Schema) -> bool:
+    """Whether ``schema`` has every feature of ``view`` (of a type the contract encodes) and
+    integer or string join keys."""
+    for field in view.features:
+        if field.name not in schema.names or field.dtype.to_value_type() not in contract.CODECS:
+            return False
+    return all(e.name in schema.names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
+
+
+def write_commands(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int,
+                   rows_per_chunk: int = 2000) -> Iterator[list[tuple[str, list]]] | None:
+    """The ``(key, args)`` pairs of every row of ``batch``, ``rows_per_chunk`` rows of the batch
+    at a time, or ``None`` when ``supports`` says no. ``life_ms`` is the view's TTL plus grace
+    in milliseconds (0: never expires); rows that expire at or before ``now_us`` are left out.
+    A row's ``_created_ts`` is the source's created timestamp column when the batch has it,
+    else ``now_us``."""
+    if not supports(view, batch.schema):
+        return None
+    return (_encode(view, batch.slice(start, rows_per_chunk), prefix, now_us, life_ms)
+            for start in range(0, batch.num_rows, rows_per_chunk))
+
+
+def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int) -> list[tuple[str, list]]:
+    source = view.batch_source
+    event_us = _micros(batch.column(source.timestamp_field))
+    if life_ms:
+        expire_ms = event_us // 1000 + life_ms
+        live = expire_ms > now_us // 1000
+        if not live.all():
+            batch, event_us, expire_ms = batch.filter(pa.array(live)), event_us[live], expire_ms[live]
+    else:
+        expire_ms = np.zeros_like(event_us)
+    created = source.created_timestamp_column
+    if created and created in batch.column_names:
+        created_us = _micros(batch.column(created))
+        created_us = np.where(created_us == 0, now_us, created_us)
+    else:
+        created_us = np.full_like(event_us, now_us)
+    join_keys = [e.name for e in view.entity_columns]
+    head = f"{prefix}:{contract.entity_type(join_keys)}:"
+    tail = f":{view.name}"
+    keys = [head + i + tail for i in _ids(batch, join_keys)]
+    names = [f.name for f in view.features]
+    columns = [_texts(batch.column(f.name), f.dtype.to_value_type()) for f in view.features]
+    out: list[tuple[str, list]] = []
+    for key, ev, cr, ex, *texts in zip(keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), *columns):
+        args = [ev, cr, ex, 0]
+        for name, text in zip(names, texts):
+            if text is not None:
+                args.append(name)
+                args.append(text)
+        args[3] = (len(args) - 4) // 2
+        out.append((key, args))
+    return out
