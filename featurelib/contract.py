@@ -33,7 +33,8 @@ Array(...)             a JSON array of the element encoding (numbers, strings, b
 
 A null is an absent field. A write replaces the whole row, atomically, and only if its
 event timestamp is at least the stored one (``WRITE_SCRIPT``, one or many rows per call):
-newer wins, equal timestamps are idempotent, and a writer can never replace a newer row
+newer wins, an equal event timestamp is decided by the created timestamp (later wins),
+equal timestamps are idempotent, and a writer can never replace a newer row
 with an older one.
 The hash expires ``ttl`` after its event timestamp, plus a grace period during which a
 read reports the value as outside its max age (null) instead of not found.

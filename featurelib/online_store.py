@@ -6,8 +6,8 @@ feature names and text values, as ``featurelib.contract`` and ``docs/STREAM_CONT
 define, so stream jobs in any language write the very rows Feast serves.
 
 * Writes go through one Lua script per row (``contract.WRITE_SCRIPT``), pipelined: the
-  stored event timestamp is compared and the row replaced in one atomic step, so newer
-  always wins, equal timestamps are idempotent, and racing writers cannot leave an older
+  stored event timestamp (then created timestamp) is compared and the row replaced in one
+  atomic step, so newer always wins, equal timestamps are idempotent, and racing writers cannot leave an older
   row behind.
 * Reads fetch every view of a request in one pipelined round trip (``HMGET`` of the
   requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND; a row
@@ -169,6 +169,7 @@ class _ViewCodecs:
         self.ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
         self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
         self.prefix, self.view = prefix, table.name
+        self._types: dict[tuple[str, ...], str] = {}  # join keys -> entity type
 
     def fields_args(self, values: dict[str, ValueProto], args: list) -> list:
         """Append the count and ``name, text`` pairs of the non-null features to ``args``."""
@@ -189,7 +190,11 @@ class _ViewCodecs:
             text = _entity_text(entity_key.entity_values[0])
             if "%" in text or ":" in text or "+" in text:
                 text = contract.escape(text)
-            return f"{self.prefix}:{contract.entity_type(entity_key.join_keys)}:{text}:{self.view}"
+            join_keys = tuple(entity_key.join_keys)
+            kind = self._types.get(join_keys)
+            if kind is None:
+                kind = self._types[join_keys] = contract.entity_type(join_keys)
+            return f"{self.prefix}:{kind}:{text}:{self.view}"
         return key_of(self.prefix, entity_key, self.view)
 
 

@@ -9,8 +9,9 @@
 --            n, the number of non-null features, followed by n pairs: field, value
 --            (a null feature is simply left out)
 --
--- Returns one integer per row: 1 when written, 0 when the stored row has a newer event
--- timestamp. Equal timestamps replace the row, so writing the same row twice is idempotent.
+-- Returns one integer per row: 1 when written, 0 when the stored row is newer: a later event
+-- timestamp, or the same event timestamp and a later created timestamp. Otherwise the row is
+-- replaced, so writing the same row twice is idempotent.
 -- In Redis Cluster all KEYS of one call must share a hash slot (one row per call always does).
 local result = {}
 local a = 1
@@ -18,11 +19,13 @@ for i, key in ipairs(KEYS) do
   local event_ts, created_ts, expire_at, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local first, last = a + 4, a + 3 + 2 * n
   a = last + 1
-  local stored = redis.call('HGET', key, '_event_ts')
-  if stored and tonumber(stored) > tonumber(event_ts) then
+  local stored = redis.call('HMGET', key, '_event_ts', '_created_ts')
+  local stored_event, new_event = tonumber(stored[1]), tonumber(event_ts)
+  if stored_event and (stored_event > new_event
+      or (stored_event == new_event and (tonumber(stored[2]) or 0) > tonumber(created_ts))) then
     result[i] = 0
   else
-    if stored then
+    if stored_event then
       redis.call('DEL', key)  -- fields the new row leaves out (nulls) must not survive
     end
     redis.call('HSET', key, '_event_ts', event_ts, '_created_ts', created_ts, unpack(ARGV, first, last))

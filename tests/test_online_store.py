@@ -92,6 +92,24 @@ def test_newer_wins_older_is_ignored_equal_is_idempotent(store, server: RedisSer
     assert read(store, ["a"]).to_dict()["n"] == [3]
 
 
+def test_equal_event_timestamps_are_decided_by_the_created_timestamp(server: RedisServer) -> None:
+    client = server.client()
+    sha = client.script_load(contract.WRITE_SCRIPT)
+    key, e = "features:item:a:items", 1_800_000_000_000_000
+
+    def write(event_us: int, created_us: int, n: int) -> int:
+        return client.evalsha(sha, 1, key, *contract.write_args(event_us, created_us, 0, [("n", str(n))]))[0]
+
+    assert write(e, 10, 1) == 1
+    assert write(e, 5, 2) == 0  # computed before the stored row: ignored
+    assert write(e, 10, 1) == 1  # the same row again: idempotent
+    assert write(e, 20, 3) == 1  # a correction for the same instant
+    assert write(e - 1, 99, 4) == 0  # an older event, however recent its computation
+    assert client.hget(key, "n") == b"3" and client.hget(key, "_created_ts") == b"20"
+    client.hdel(key, "_created_ts")  # written by a job that sets no created timestamp: counts as 0
+    assert write(e, 0, 5) == 1 and client.hget(key, "n") == b"5"
+
+
 def test_ttl_outside_max_age_and_expiry(store, server: RedisServer) -> None:
     fresh, stale = now() - TTL + timedelta(minutes=1), now() - TTL - timedelta(minutes=1)
     store.write_to_online_store("items", rows(["fresh", "stale"], [fresh, stale], n=[1, 2]))

@@ -42,16 +42,30 @@ class EventBuffer:
     def _index(self, table: pa.Table, first_row: int) -> None:
         for key in self.keys:
             rows = self._rows[key]
-            for i, entity in enumerate(table.column(key).to_pylist(), start=first_row):
-                rows.setdefault(entity, []).append(i)
+            if table.num_rows < 1000:
+                for i, entity in enumerate(table.column(key).to_pylist(), start=first_row):
+                    rows.setdefault(entity, []).append(i)
+                continue
+            # Large batches: group row numbers by entity with one sort instead of a dict step per row.
+            encoded = pc.dictionary_encode(table.column(key).combine_chunks())
+            codes = np.asarray(encoded.indices)
+            order = np.argsort(codes, kind="stable")
+            bounds = np.flatnonzero(np.diff(codes[order])) + 1
+            starts = np.concatenate([[0], bounds])
+            entities = encoded.dictionary.to_pylist()
+            for code, group in zip(codes[order[starts]].tolist(), np.split(order + first_row, bounds)):
+                rows.setdefault(entities[code], []).extend(group.tolist())
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     def fresh(self, events: pa.Table) -> np.ndarray:
         """False for events whose id is already buffered or repeated earlier in ``events``."""
+        ids = events.column(ID_FIELD[self.kind]).to_pylist()
+        if self._ids.isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual case, without a step per event
+            return np.ones(len(ids), dtype=bool)
         keep, seen = [], set()
-        for i in events.column(ID_FIELD[self.kind]).to_pylist():
+        for i in ids:
             keep.append(i not in self._ids and i not in seen)
             seen.add(i)
         return np.array(keep, dtype=bool)

@@ -21,6 +21,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,8 @@ class StreamProcessor:
         # After a restart, entries delivered earlier but not acknowledged come first; the
         # cursor walks through them (they stay pending until their events are landed).
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-read")
+        self._read_ahead: Future | None = None
         self._stop = False
         self._last_step = 0.0
         self._arrival_floor: dict[str, int] = {}  # wall clock: no unread entry arrived earlier
@@ -183,13 +186,30 @@ class StreamProcessor:
         until_allowed = self.cfg.timer_ms - (time.monotonic() - self._last_step) * 1000
         return int(min(max(until_due, until_allowed, 1), self.cfg.max_block_ms))
 
-    def read(self, block_ms: int) -> dict[str, list]:
-        pending = self._pending_cursor
-        streams = pending if pending is not None else {k: ">" for k in self.cfg.streams.values()}
+    def _xreadgroup(self, streams: dict, block_ms: int | None) -> tuple[int, list]:
         read_at = now_us()
-        reply = self.redis.xreadgroup(self.cfg.group, self.cfg.consumer, streams, count=self.cfg.read_count,
-                                      block=None if pending is not None else block_ms)
+        return read_at, self.redis.xreadgroup(self.cfg.group, self.cfg.consumer, streams, count=self.cfg.read_count,
+                                              block=block_ms)
+
+    def read(self, block_ms: int) -> dict[str, list]:
+        """The next entries of every stream, by kind.
+
+        When a read returns a full batch of some stream (a backlog), the next read is sent at
+        once, without blocking, on a background thread: Redis prepares it while this step is
+        computed. Entries read ahead are delivered to this consumer and stay pending until
+        landed, like any other; if the processor stops first, they are read again on restart."""
+        pending = self._pending_cursor
+        if self._read_ahead is not None:
+            read_at, reply = self._read_ahead.result()
+            self._read_ahead = None
+            if not reply:
+                read_at, reply = self._xreadgroup({k: ">" for k in self.cfg.streams.values()}, block_ms)
+        else:
+            streams = pending if pending is not None else {k: ">" for k in self.cfg.streams.values()}
+            read_at, reply = self._xreadgroup(streams, None if pending is not None else block_ms)
         by_key = {(k.decode() if isinstance(k, bytes) else k): entries for k, entries in reply}
+        if pending is None and any(len(entries) >= self.cfg.read_count for entries in by_key.values()):
+            self._read_ahead = self._io.submit(self._xreadgroup, {k: ">" for k in self.cfg.streams.values()}, None)
         if pending is not None:
             for key, entries in by_key.items():
                 if entries:
@@ -245,10 +265,13 @@ class StreamProcessor:
 
     def flush(self) -> None:
         t = time.perf_counter()
+        pipe = self.redis.pipeline(transaction=False)
         for kind, ids in self.landing.flush().items():
             key = self.cfg.streams[kind]
             for start in range(0, len(ids), 10_000):
-                self.redis.xack(key, self.cfg.group, *ids[start:start + 10_000])
+                pipe.xack(key, self.cfg.group, *ids[start:start + 10_000])
+        if len(pipe):
+            pipe.execute()
         self._phase("flush", t)
 
     def tick(self) -> bool:
@@ -295,6 +318,9 @@ class StreamProcessor:
                     self.log(self.stats.line())
                     last_progress = time.monotonic()
         finally:
+            if self._read_ahead is not None:  # let it finish; its entries stay pending if not processed
+                with contextlib.suppress(Exception):
+                    self._read_ahead.result()
             self.flush()
             self.log(self.stats.line())
             self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
