@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -99,6 +100,7 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     for _ in range(6):
         first.tick()
     first.flush()  # some events landed and acknowledged...
+    first.drain()
     for _ in range(6):
         first.tick()  # ...and more read and written to Redis, but not landed: then the process dies
     client = redis_server.client()
@@ -133,6 +135,27 @@ def test_a_wall_clock_restart_writes_the_window_exits_it_missed(repo: Path, redi
     StreamProcessor(cfg).run(until_idle_s=0.3)
     assert int(client.hget(key, "_event_ts")) == t + 5 * 60 * SECOND
     assert client.hget(key, "txn_count_5m") == b"0" and client.hget(key, "txn_count_30m") == b"1"
+
+
+def test_a_failed_write_stops_the_processor_and_acknowledges_nothing(repo: Path, redis_server) -> None:
+    """Writes and acknowledgements run on the processor's I/O thread; a write that fails must
+    surface as an error, and no event whose rows may be missing online is acknowledged."""
+    cfg = _config(repo, clock="event", lateness_s=0, read_count=100, flush_seconds=0)
+    sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams, limit=500)
+    processor = StreamProcessor(cfg)
+
+    def broken(commands: list) -> int:
+        time.sleep(0.3)  # long enough for the step's acknowledgement to be queued behind this write
+        raise ConnectionError("Redis went away")
+
+    processor.writer.send = broken
+    with pytest.raises(ConnectionError, match="went away"):
+        processor.run(until_idle_s=0.5)
+    client = redis_server.client()
+    assert sum(client.xpending(k, cfg.group)["pending"] for k in cfg.streams.values()) > 0  # read, not acknowledged
+    # A healthy restart gets every event again (the pending ones, then the unread): none was acknowledged.
+    assert StreamProcessor(cfg).run(until_idle_s=0.5).events == sent
+    assert sum(client.xpending(k, cfg.group)["pending"] for k in cfg.streams.values()) == 0
 
 
 def test_late_malformed_and_duplicate_events(repo: Path, redis_server) -> None:

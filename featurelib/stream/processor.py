@@ -38,12 +38,17 @@ from featurelib.stream.landing import Landing
 from featurelib.stream.sink import RowWriter
 from featurelib.timeutil import SECOND, now_us
 
+GC_EVERY_S = 30.0
+"""While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
+
 
 @contextlib.contextmanager
 def _gc_paused():
-    """Pause Python's cyclic garbage collector for one step. A large read allocates millions
-    of small acyclic objects (entries, field lists, bytes), which the collector would
-    otherwise walk again and again: a third of the time of a 100,000-entry step."""
+    """Pause Python's cyclic garbage collector. A large read allocates millions of small
+    acyclic objects (entries, field lists, bytes), and a read-ahead keeps the next batch's
+    alive between steps; the collector, triggered by allocation counts, would walk them
+    again and again: a third of the time of a 100,000-entry step. Memory is freed by
+    reference counting as usual; only reference cycles wait for the next collection."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -127,6 +132,8 @@ class StreamProcessor:
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-read")
         self._read_ahead: Future | None = None
+        self._io_jobs: deque[Future] = deque()
+        self._io_error: Exception | None = None
         self._stop = False
         self._last_step = 0.0
         self._arrival_floor: dict[str, int] = {}  # wall clock: no unread entry arrived earlier
@@ -244,9 +251,8 @@ class StreamProcessor:
         t = self._phase("decode", t0)
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
         t = self._phase("compute", t)
-        written_at = now_us()
-        self.stats.rows_written += self.writer.write(result.rows, written_at)
-        done = now_us()
+        self._submit(self._send, self.writer.all_commands(result.rows, now_us()),
+                     np.concatenate(arrivals) if arrivals else None)
         t = self._phase("write", t)
         for kind, (decoded, _) in new.items():
             accepted, late = result.accepted.get(kind), result.too_late.get(kind)
@@ -257,21 +263,61 @@ class StreamProcessor:
                 quarantine["malformed"] = decoded.malformed
             self.landing.add(kind, decoded.event_ids + decoded.malformed_ids, accepted, quarantine)
         self.stats.duplicates += result.duplicates
-        if arrivals:
-            self.stats.latencies_ms.extend(((done - np.concatenate(arrivals)) / 1000).tolist())
         self.stats.steps += 1
         self._phase("land", t)
         self.stats.step_ms.append((time.perf_counter() - t0) * 1000)
 
-    def flush(self) -> None:
+    # ------------------------------------------------------------------ I/O thread
+    # Writes to Redis and acknowledgements run on one background thread, in submission order,
+    # while the next step is computed: the server's time (the write script, XACK) overlaps
+    # with Python's. An acknowledgement is submitted after its events are landed, so it runs
+    # after the writes of every step before it: an acknowledged event is landed and served.
+
+    def _submit(self, fn: Callable, *args: object) -> None:
+        self._reap()
+        while len(self._io_jobs) >= 4:  # back-pressure: Redis must keep up
+            self._io_jobs[0].result()
+            self._reap()
+        self._io_jobs.append(self._io.submit(fn, *args))
+
+    def _reap(self) -> None:
+        """Forget finished I/O jobs, raising the first error any of them met."""
+        while self._io_jobs and self._io_jobs[0].done():
+            self._io_jobs.popleft().result()
+
+    def drain(self) -> None:
+        """Wait until every write and acknowledgement submitted so far is done."""
         t = time.perf_counter()
+        while self._io_jobs:
+            self._io_jobs.popleft().result()
+        self._phase("io wait", t)
+
+    def _send(self, commands: list, arrived_us: np.ndarray | None) -> None:
+        try:
+            self.stats.rows_written += self.writer.send(commands)
+        except Exception as e:
+            self._io_error = e  # no acknowledgement may follow (see _ack)
+            raise
+        if arrived_us is not None and len(arrived_us):
+            self.stats.latencies_ms.extend(((now_us() - arrived_us) / 1000).tolist())
+
+    def _ack(self, ids_by_kind: dict[str, list]) -> None:
+        if self._io_error is not None:  # those events may not be served: leave them pending
+            raise RuntimeError("events not acknowledged: a write to Redis failed") from self._io_error
         pipe = self.redis.pipeline(transaction=False)
-        for kind, ids in self.landing.flush().items():
+        for kind, ids in ids_by_kind.items():
             key = self.cfg.streams[kind]
             for start in range(0, len(ids), 10_000):
                 pipe.xack(key, self.cfg.group, *ids[start:start + 10_000])
         if len(pipe):
             pipe.execute()
+
+    def flush(self) -> None:
+        """Land the buffered events as Parquet, then acknowledge them (on the I/O thread)."""
+        t = time.perf_counter()
+        landed = self.landing.flush()
+        if landed:
+            self._submit(self._ack, landed)
         self._phase("flush", t)
 
     def tick(self) -> bool:
@@ -297,7 +343,9 @@ class StreamProcessor:
     def run(self, *, until_idle_s: float | None = None, max_events: int | None = None,
             progress_s: float = 5.0) -> Stats:
         """Process until stopped (SIGINT/SIGTERM), idle for ``until_idle_s`` seconds, or
-        ``max_events`` consumed. Lands and acknowledges everything before returning."""
+        ``max_events`` consumed. Lands and acknowledges everything before returning; after an
+        error (Redis unreachable, a failed write) it acknowledges nothing more, so the entries
+        not known to be served stay pending for the next start."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not in the main thread
                 signal.signal(sig, self.stop)
@@ -305,23 +353,34 @@ class StreamProcessor:
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
                  f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.cfg.streams.values())}")
-        last_activity = last_progress = time.monotonic()
+        last_activity = last_progress = last_collect = time.monotonic()
+        failed = True
         try:
-            while not self._stop:
-                if self.tick():
-                    last_activity = time.monotonic()
-                if max_events is not None and self.stats.events >= max_events:
-                    break
-                if until_idle_s is not None and time.monotonic() - last_activity >= until_idle_s:
-                    break
-                if time.monotonic() - last_progress >= progress_s:
-                    self.log(self.stats.line())
-                    last_progress = time.monotonic()
+            with _gc_paused():  # collected every GC_EVERY_S instead (see _gc_paused)
+                while not self._stop:
+                    if time.monotonic() - last_collect >= GC_EVERY_S:
+                        gc.collect()
+                        last_collect = time.monotonic()
+                    if self.tick():
+                        last_activity = time.monotonic()
+                    if max_events is not None and self.stats.events >= max_events:
+                        break
+                    if until_idle_s is not None and time.monotonic() - last_activity >= until_idle_s:
+                        break
+                    if time.monotonic() - last_progress >= progress_s:
+                        self.log(self.stats.line())
+                        last_progress = time.monotonic()
+            failed = False
         finally:
             if self._read_ahead is not None:  # let it finish; its entries stay pending if not processed
                 with contextlib.suppress(Exception):
                     self._read_ahead.result()
-            self.flush()
+            if failed:  # let the I/O thread finish; the error on its way out is the one to report
+                with contextlib.suppress(Exception):
+                    self.drain()
+            else:
+                self.flush()
+                self.drain()
             self.log(self.stats.line())
             self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
         return self.stats

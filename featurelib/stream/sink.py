@@ -30,8 +30,11 @@ class RowWriter:
             raise ValueError(f"rows of {view_name} lack a feature column: {rows.column_names}")
         return [c for chunk in chunks for c in chunk]
 
-    def write(self, rows_by_view: dict[str, pa.Table], now_us: int) -> int:
-        commands = [c for view, rows in rows_by_view.items() for c in self.commands(view, rows, now_us)]
+    def all_commands(self, rows_by_view: dict[str, pa.Table], now_us: int) -> list[tuple[str, list]]:
+        return [c for view, rows in rows_by_view.items() for c in self.commands(view, rows, now_us)]
+
+    def send(self, commands: list[tuple[str, list]]) -> int:
+        """Write ``commands`` through the contract's script, pipelined; returns how many rows."""
         if commands:
             self.online.write_rows(self.config, commands)
         return len(commands)
