@@ -210,6 +210,19 @@ class Codec:
             return str(int(value) * 1_000_000)
         return value if self.binary else self.to_text(value)
 
+    def decoder(self) -> Callable[[bytes], ValueProto]:
+        """``decode_proto`` specialized to this type: the read path's per-value step."""
+        field = self.field
+        if self.field in ("double_val", "float_val"):  # float() reads nan, inf, -inf, infinity
+            return lambda raw: ValueProto(**{field: float(raw)})
+        if self.field in ("int64_val", "int32_val"):
+            return lambda raw: ValueProto(**{field: int(raw)})
+        if self.field == "string_val":
+            return lambda raw: ValueProto(string_val=raw.decode())
+        if self.field == "bool_val":
+            return lambda raw: ValueProto(bool_val=parse_bool(raw.decode()))
+        return self.decode_proto
+
     def decode_proto(self, raw: bytes) -> ValueProto:
         proto = ValueProto()
         if self.binary:

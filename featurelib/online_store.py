@@ -168,6 +168,7 @@ class _ViewCodecs:
         self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
         self.ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
         self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
+        self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
         self.prefix, self.view = prefix, table.name
         self._types: dict[tuple[str, ...], str] = {}  # join keys -> entity type
 
@@ -196,6 +197,15 @@ class _ViewCodecs:
                 kind = self._types[join_keys] = contract.entity_type(join_keys)
             return f"{self.prefix}:{kind}:{text}:{self.view}"
         return key_of(self.prefix, entity_key, self.view)
+
+
+def _read_codecs(table: FeatureView) -> _ViewCodecs:
+    """The view's codecs, built once per view object: Feast passes the same registry objects
+    to every read until the registry is refreshed, and building them costs ~30 µs a view."""
+    codecs = table.__dict__.get("_featurelib_codecs")
+    if codecs is None:
+        codecs = table.__dict__["_featurelib_codecs"] = _ViewCodecs(table)
+    return codecs
 
 
 class RedisHashOnlineStore(OnlineStore):
@@ -385,8 +395,8 @@ class RedisHashOnlineStore(OnlineStore):
     def _rows(self, table: FeatureView, requested: list[str], results: list[list], now_us: int):
         """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
         and the positions of rows older than the view's TTL."""
-        codecs = _ViewCodecs(table)
-        decode = [codecs.by_name[name].decode_proto for name in requested]
+        codecs = _read_codecs(table)
+        decode = [codecs.decoders[name] for name in requested]
         ttl_us = int(codecs.ttl_seconds * 1_000_000)
         rows, stale = [], []
         for i, reply in enumerate(results):
