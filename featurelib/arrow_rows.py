@@ -47,6 +47,14 @@ _FLOATS = (ValueType.FLOAT, ValueType.DOUBLE)
 _INTS = (ValueType.INT32, ValueType.INT64)
 
 
+_LISTS = {  # list features whose Arrow item type converts as Feast converts it
+    ValueType.STRING_LIST: lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+    ValueType.DOUBLE_LIST: pa.types.is_float64,
+    ValueType.INT64_LIST: pa.types.is_int64,
+    ValueType.BOOL_LIST: pa.types.is_boolean,
+}
+
+
 def _is_id_column(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
 
@@ -71,7 +79,10 @@ def _texts(column: pa.ChunkedArray, value_type: ValueType) -> list:
     if value_type == ValueType.UNIX_TIMESTAMP and pa.types.is_timestamp(t):  # exact microseconds
         us = pc.cast(pc.cast(column, pa.timestamp("us", t.tz), safe=False), pa.int64())
         return [None if v is None else str(v) for v in us.to_pylist()]
-    # Anything else (lists, bytes, timestamps, unusual column types): Feast's own conversion
+    if value_type in _LISTS and (pa.types.is_list(t) or pa.types.is_large_list(t)) and _LISTS[value_type](t.value_type):
+        to_text = contract.codec(value_type).to_text
+        return [None if v is None else to_text(v) for v in column.to_pylist()]
+    # Anything else (bytes, other lists, unusual column types): Feast's own conversion
     # of this one column, then the contract's encoding of each value.
     encode = contract.codec(value_type).encode_proto
     return [encode(p) for p in python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)]

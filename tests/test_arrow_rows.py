@@ -44,6 +44,7 @@ def _view(composite: bool, created: bool) -> FeatureView:
                 Field(name="i64", dtype=Int64), Field(name="i32", dtype=Int32), Field(name="f64", dtype=Float64),
                 Field(name="f32", dtype=Float32), Field(name="flag", dtype=Bool), Field(name="label", dtype=String),
                 Field(name="tags", dtype=Array(String)), Field(name="scores", dtype=Array(Float64)),
+                Field(name="counts", dtype=Array(Int64)),
                 Field(name="seen_at", dtype=UnixTimestamp)])
 
 
@@ -71,8 +72,10 @@ def _batch(seed: int, n: int, composite: bool, created: bool, ns: bool) -> pa.Ta
         "label": pa.array([maybe(rng.choice(["", "x: y", "naïve + 100%", "plain"])) for _ in range(n)], pa.string()),
         "tags": pa.array([maybe(rng.sample(["DE", "US", "a:b"], rng.randint(0, 3))) for _ in range(n)],
                          pa.list_(pa.string())),
-        "scores": pa.array([maybe([rng.uniform(0, 1) for _ in range(rng.randint(0, 3))]) for _ in range(n)],
-                           pa.list_(pa.float64())),
+        "scores": pa.array([maybe([rng.choice([rng.uniform(0, 1), float("nan"), -float("inf"), 123.0])
+                                   for _ in range(rng.randint(0, 3))]) for _ in range(n)], pa.list_(pa.float64())),
+        "counts": pa.array([maybe([rng.randrange(-9, 10**12) for _ in range(rng.randint(0, 3))]) for _ in range(n)],
+                           pa.list_(pa.int64())),
         # Whole seconds: Feast's rows truncate a UnixTimestamp to seconds (see the test below).
         "seen_at": pa.array([maybe(now_us // 10**6 - rng.randrange(10**4)) for _ in range(n)], pa.timestamp("s", "UTC")),
     }
@@ -124,7 +127,7 @@ def test_null_created_timestamp_and_expiry(config: RepoConfig) -> None:
                       **{f.name: pa.nulls(3, pa.float64()) for f in view.features if f.dtype in (Float64, Float32)},
                       "flag": pa.array([True, None, None]), "label": pa.nulls(3, pa.string()),
                       "tags": pa.nulls(3, pa.list_(pa.string())), "scores": pa.nulls(3, pa.list_(pa.float64())),
-                      "seen_at": pa.nulls(3, pa.timestamp("us", "UTC"))})
+                      "counts": pa.nulls(3, pa.list_(pa.int64())), "seen_at": pa.nulls(3, pa.timestamp("us", "UTC"))})
     life_ms = RedisHashOnlineStore.life_ms(config.online_store, view)
     got = [c for chunk in arrow_rows.write_commands(view, batch, "features", NOW_US, life_ms) for c in chunk]
     expire = t // 1000 + 2 * 3600 * 1000
@@ -141,7 +144,7 @@ def test_arrow_path_keeps_what_feasts_rows_lose(config: RepoConfig, monkeypatch:
                       "i64": pa.array([big, None], pa.int64()), "i32": pa.nulls(2, pa.int32()),
                       "f64": pa.nulls(2, pa.float64()), "f32": pa.nulls(2, pa.float32()), "flag": pa.nulls(2, pa.bool_()),
                       "label": pa.nulls(2, pa.string()), "tags": pa.nulls(2, pa.list_(pa.string())),
-                      "scores": pa.nulls(2, pa.list_(pa.float64())),
+                      "scores": pa.nulls(2, pa.list_(pa.float64())), "counts": pa.nulls(2, pa.list_(pa.int64())),
                       "seen_at": pa.array([t, None], pa.timestamp("us", "UTC"))})
     got = dict(c for chunk in arrow_rows.write_commands(view, batch, "features", NOW_US, 0) for c in chunk)
     assert got["features:card:a:mixed"][4:] == ["i64", str(big), "seen_at", str(t)]

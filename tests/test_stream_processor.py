@@ -137,9 +137,15 @@ def test_a_wall_clock_restart_writes_the_window_exits_it_missed(repo: Path, redi
     assert client.hget(key, "txn_count_5m") == b"0" and client.hget(key, "txn_count_30m") == b"1"
 
 
-def test_a_failed_write_stops_the_processor_and_acknowledges_nothing(repo: Path, redis_server) -> None:
-    """Writes and acknowledgements run on the processor's I/O thread; a write that fails must
-    surface as an error, and no event whose rows may be missing online is acknowledged."""
+@pytest.mark.parametrize("background", [True, False])
+def test_a_failed_write_stops_the_processor_and_acknowledges_nothing(repo: Path, redis_server, background: bool,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes and acknowledgements run in order, on the processor's I/O thread for large steps;
+    a write that fails must surface as an error, and no event whose rows may be missing online
+    is acknowledged."""
+    import featurelib.stream.processor as processor_module
+
+    monkeypatch.setattr(processor_module, "BACKGROUND_WRITES_FROM", 1 if background else 10**9)
     cfg = _config(repo, clock="event", lateness_s=0, read_count=100, flush_seconds=0)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams, limit=500)
     processor = StreamProcessor(cfg)

@@ -50,8 +50,12 @@ MALFORMED_SCHEMA = pa.schema([("stream_id", pa.string()), ("fields", pa.string()
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns: missing optional ones become nulls."""
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-               for f in schema]
+    if table.schema.equals(schema):
+        return table
+    present = set(table.column_names)
+    columns = [pa.nulls(table.num_rows, f.type) if f.name not in present
+               else table.column(f.name) if table.schema.field(f.name).type == f.type
+               else table.column(f.name).cast(f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -96,6 +100,9 @@ def _columns(entries: list[Entry], names: list[str]) -> dict[str, pa.Array]:
     Entries are grouped by their field layout (producers send few: every entry's fields in
     the same order, optional fields left out); each group is one transpose of its flat
     field lists, so no Python work is done per field."""
+    if len(entries) < 1000:  # a live step: one dict per entry costs less than grouping
+        dicts = [f if isinstance(f, dict) else dict(zip(f[0::2], f[1::2])) for _, f in entries]
+        return {n: pa.array([d.get(k) for d in dicts], pa.binary()) for n, k in ((n, n.encode()) for n in names)}
     flats = [f if isinstance(f, list) else [x for kv in f.items() for x in kv] for _, f in entries]
     groups: dict[tuple, list[int]] = {}
     for i, f in enumerate(flats):

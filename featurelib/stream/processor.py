@@ -38,6 +38,9 @@ from featurelib.stream.landing import Landing
 from featurelib.stream.sink import RowWriter
 from featurelib.timeutil import SECOND, now_us
 
+BACKGROUND_WRITES_FROM = 1_000
+"""Steps of at least this many events write on the I/O thread, overlapping the next step."""
+
 GC_EVERY_S = 30.0
 """While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
 
@@ -251,8 +254,9 @@ class StreamProcessor:
         t = self._phase("decode", t0)
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
         t = self._phase("compute", t)
-        self._submit(self._send, self.writer.all_commands(result.rows, now_us()),
-                     np.concatenate(arrivals) if arrivals else None)
+        arrived = np.concatenate(arrivals) if arrivals else None
+        self._submit(self._send, self.writer.all_commands(result.rows, now_us()), arrived,
+                     background=arrived is not None and len(arrived) >= BACKGROUND_WRITES_FROM)
         t = self._phase("write", t)
         for kind, (decoded, _) in new.items():
             accepted, late = result.accepted.get(kind), result.too_late.get(kind)
@@ -273,7 +277,14 @@ class StreamProcessor:
     # with Python's. An acknowledgement is submitted after its events are landed, so it runs
     # after the writes of every step before it: an acknowledged event is landed and served.
 
-    def _submit(self, fn: Callable, *args: object) -> None:
+    def _submit(self, fn: Callable, *args: object, background: bool = True) -> None:
+        """Run ``fn(*args)`` after every job submitted before it: on the I/O thread, or here
+        (``background=False``: small live steps, where a thread hand-off costs more latency
+        than it saves)."""
+        if not background:
+            self.drain()
+            fn(*args)
+            return
         self._reap()
         while len(self._io_jobs) >= 4:  # back-pressure: Redis must keep up
             self._io_jobs[0].result()
@@ -317,7 +328,7 @@ class StreamProcessor:
         t = time.perf_counter()
         landed = self.landing.flush()
         if landed:
-            self._submit(self._ack, landed)
+            self._submit(self._ack, landed, background=bool(self._io_jobs))
         self._phase("flush", t)
 
     def tick(self) -> bool:
@@ -353,6 +364,8 @@ class StreamProcessor:
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
                  f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.cfg.streams.values())}")
+        gc.collect()
+        gc.freeze()  # what exists now (modules, Feast's registry, the rebuilt state) is never scanned again
         last_activity = last_progress = last_collect = time.monotonic()
         failed = True
         try:
