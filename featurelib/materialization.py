@@ -6,7 +6,9 @@ Selected in ``feature_store.yaml``::
       type: featurelib.materialization.ArrowLocalEngine
 
 It is Feast's ``local`` compute engine (same plan: read the offline store, keep the latest
-row per entity in the interval, validate), except for the last step. Feast's output node
+row per entity in the interval, validate), except for two steps. With
+``pull_latest_features: true`` the offline store's query already keeps the latest row per
+entity, so the second de-duplication in pandas is skipped. And Feast's output node
 converts each batch into ``ValueProto`` rows one value at a time and calls
 ``online_write_batch``; here, an online store that has ``online_write_arrow`` (this
 repository's ``RedisHashOnlineStore``) gets the Arrow batch itself and encodes whole
@@ -56,6 +58,18 @@ class ArrowOutputNode(LocalOutputNode):
 
 
 class ArrowFeatureBuilder(LocalFeatureBuilder):
+    def __init__(self, registry: BaseRegistry, task: MaterializationTask, backend, latest_only: bool):
+        super().__init__(registry, task, backend=backend)
+        self.latest_only = latest_only
+
+    def build_dedup_node(self, view, input_node):
+        """With ``pull_latest_features`` the offline store already returned one row per
+        entity (the latest); Feast's engine de-duplicates again in pandas, which costs a
+        round trip through pandas (and turns integers with nulls into doubles)."""
+        if self.latest_only:
+            return input_node
+        return super().build_dedup_node(view, input_node)
+
     def build_output_nodes(self, view, input_node):
         node = ArrowOutputNode("output", self.dag_root.view, inputs=[input_node])
         self.nodes.append(node)
@@ -69,7 +83,8 @@ class ArrowLocalEngine(LocalComputeEngine):
         job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
         try:
             context = self.get_execution_context(registry, task)
-            builder = ArrowFeatureBuilder(registry, task, backend=self._get_backend(context))
+            builder = ArrowFeatureBuilder(registry, task, backend=self._get_backend(context),
+                                          latest_only=self.repo_config.materialization_config.pull_latest_features)
             builder.build().execute(context)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # reported through the job, as Feast's engine does

@@ -4,7 +4,8 @@ The Arrow path must write exactly what Feast's own path writes: the same batch, 
 into Feast's rows (``_convert_arrow_to_proto``) and encoded by the store, gives the same
 keys and script arguments on random batches with nulls, NaN, infinities, escaped ids,
 composite keys, list and timestamp features, and expired rows. Then ``feast materialize``
-through ``ArrowLocalEngine`` leaves the same hashes in a real Redis as Feast's local engine.
+through ``ArrowLocalEngine`` (with and without ``pull_latest_features``) leaves the same
+hashes in a real Redis as Feast's local engine.
 """
 
 from __future__ import annotations
@@ -190,16 +191,20 @@ def test_materialize_through_the_arrow_engine_equals_feasts_engine(tmp_path: Pat
               tags=[[] if i % 3 == 0 else ["a", str(i)] for i in range(600)])
     with RedisServer() as server:
         found = {}
-        for prefix, engine in (("arrow", "featurelib.materialization.ArrowLocalEngine"), ("feast", "local")):
+        for prefix, engine, latest in (("arrow", "featurelib.materialization.ArrowLocalEngine", "false"),
+                                       ("latest", "featurelib.materialization.ArrowLocalEngine", "true"),
+                                       ("feast", "local", "false")):
             store = toy_store(tmp_path / prefix, server.connection_string, key_prefix=prefix)
             df.to_parquet(tmp_path / prefix / "data" / "items.parquet")
             yaml = tmp_path / prefix / "feature_store.yaml"
-            yaml.write_text(yaml.read_text() + f"batch_engine:\n  type: {engine}\n")
+            yaml.write_text(yaml.read_text() + f"batch_engine:\n  type: {engine}\n"
+                            f"materialization:\n  pull_latest_features: {latest}\n")
             from feast import FeatureStore
 
             store = FeatureStore(repo_path=str(tmp_path / prefix))
             store.materialize(now - timedelta(hours=2), now, feature_views=["items"])
             found[prefix] = _hashes(server.client(), prefix)
-    assert calls == [97 * 5]  # the Arrow engine wrote once, the local engine never
+    assert calls == [97 * 5, 97 * 5]  # the Arrow engine wrote once per run, the local engine never
     assert len(found["arrow"]) == 97 * 5
     assert found["arrow"] == found["feast"]
+    assert found["latest"] == found["feast"]  # DuckDB's latest rows, without pandas' second de-duplication
