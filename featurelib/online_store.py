@@ -7,8 +7,9 @@ define, so stream jobs in any language write the very rows Feast serves.
 
 * Writes go through one Lua script per row (``contract.WRITE_SCRIPT``), pipelined: the
   stored event timestamp (then created timestamp) is compared and the row replaced in one
-  atomic step, so newer always wins, equal timestamps are idempotent, and racing writers cannot leave an older
-  row behind.
+  atomic step, so newer always wins, equal timestamps are idempotent, and racing writers
+  cannot leave an older row behind. ``feast materialize`` hands the store Arrow batches
+  (``online_write_arrow``, through ``featurelib.materialization``).
 * Reads fetch every view of a request in one pipelined round trip (``HMGET`` of the
   requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND; a row
   older than its view's ``ttl`` is null with status OUTSIDE_MAX_AGE; an absent field
