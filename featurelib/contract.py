@@ -305,11 +305,15 @@ def from_us(us: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
 
 
+def life_ms(ttl_seconds: float, grace_seconds: float) -> int:
+    """How long a row's hash lives after its event time, ms, or 0 when its view has no TTL."""
+    return int((ttl_seconds + grace_seconds) * 1000) if ttl_seconds else 0
+
+
 def expire_at_ms(event_us: int, ttl_seconds: float, grace_seconds: float) -> int:
     """When a row's hash expires (ms since the epoch), or 0 when its view has no TTL."""
-    if not ttl_seconds:
-        return 0
-    return event_us // 1000 + int((ttl_seconds + grace_seconds) * 1000)
+    life = life_ms(ttl_seconds, grace_seconds)
+    return event_us // 1000 + life if life else 0
 
 
 ROWS_PER_CALL = 64

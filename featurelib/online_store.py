@@ -312,8 +312,7 @@ class RedisHashOnlineStore(OnlineStore):
     @staticmethod
     def life_ms(cfg: RedisHashOnlineStoreConfig, table: FeatureView) -> int:
         """How long a hash of ``table`` lives after its event time, ms (0: no TTL)."""
-        ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
-        return int((ttl_seconds + cfg.ttl_grace_seconds) * 1000) if ttl_seconds else 0
+        return contract.life_ms(table.ttl.total_seconds() if table.ttl else 0.0, cfg.ttl_grace_seconds)
 
     def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
         cfg: RedisHashOnlineStoreConfig = config.online_store

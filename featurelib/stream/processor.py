@@ -133,6 +133,7 @@ class StreamProcessor:
         # After a restart, entries delivered earlier but not acknowledged come first; the
         # cursor walks through them (they stay pending until their events are landed).
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
+        self._unread = {k: ">" for k in cfg.streams.values()}  # XREADGROUP: entries never delivered
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
         self._read_ahead: Future | None = None
         self._io_jobs: deque[Future] = deque()
@@ -213,13 +214,13 @@ class StreamProcessor:
             read_at, reply = self._read_ahead.result()
             self._read_ahead = None
             if not reply:
-                read_at, reply = self._xreadgroup({k: ">" for k in self.cfg.streams.values()}, block_ms)
+                read_at, reply = self._xreadgroup(self._unread, block_ms)
         else:
-            streams = pending if pending is not None else {k: ">" for k in self.cfg.streams.values()}
+            streams = pending if pending is not None else self._unread
             read_at, reply = self._xreadgroup(streams, None if pending is not None else block_ms)
         by_key = {(k.decode() if isinstance(k, bytes) else k): entries for k, entries in reply}
         if pending is None and any(len(entries) >= self.cfg.read_count for entries in by_key.values()):
-            self._read_ahead = self._io.submit(self._xreadgroup, {k: ">" for k in self.cfg.streams.values()}, None)
+            self._read_ahead = self._io.submit(self._xreadgroup, self._unread, None)
         if pending is not None:
             for key, entries in by_key.items():
                 if entries:
