@@ -35,21 +35,26 @@ def cli() -> None:
               help="Wall clock: apply due window exits at most this often (rows keep their exact instants).")
 @click.option("--group", default="featurelib", show_default=True, help="Consumer group.")
 @click.option("--consumer", default="processor-1", show_default=True, help="Consumer name within the group.")
+@click.option("--stream", "kinds", multiple=True, type=click.Choice([TRANSACTIONS, CLICKSTREAM]),
+              help="Consume only this stream (repeatable; default: both). The streams feed disjoint feature "
+                   "views, so one processor per stream splits the work across two cores.")
 @click.option("--until-idle", type=float, default=None, help="Stop after this many seconds without events.")
 @click.option("--max-events", type=int, default=None, help="Stop after this many events.")
-def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, consumer: str, until_idle: float | None,
-        max_events: int | None) -> None:
+def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, consumer: str, kinds: tuple[str, ...],
+        until_idle: float | None, max_events: int | None) -> None:
     """Consume events, write fresh features to Redis, land events as Parquet.
 
     Entries are acknowledged once their events are written to data/raw/<stream>/stream/;
     a restarted processor rebuilds its state from Parquet and re-reads what it had not
     acknowledged. Stop with Ctrl-C (everything pending is landed and acknowledged first).
     """
+    from featurelib.stream.events import STREAMS
     from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 
     repo = repo or paths.default_repo()
+    streams = {k: v for k, v in STREAMS.items() if not kinds or k in kinds}
     processor = StreamProcessor(ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock,
-                                                lateness_s=lateness_s, timer_ms=timer_ms),
+                                                lateness_s=lateness_s, timer_ms=timer_ms, streams=streams),
                                 log=lambda m: click.echo(m, err=True))
     processor.run(until_idle_s=until_idle, max_events=max_events)
 

@@ -126,7 +126,7 @@ class StreamProcessor:
         self.redis = make_client(self.store.config.online_store)
         self.redis.set_response_callback("XREADGROUP", _raw_streams)
         self.writer = RowWriter(self.store)
-        self.core = StreamCore(int(cfg.lateness_s * SECOND))
+        self.core = StreamCore(int(cfg.lateness_s * SECOND), kinds=tuple(cfg.streams))
         self.landing = Landing(paths.raw_dir(cfg.repo), paths.data_dir(cfg.repo) / "quarantine",
                                cfg.flush_rows, cfg.flush_seconds)
         self.stats = Stats()

@@ -1,0 +1,86 @@
+"""The stream buffer's indexes (featurelib.stream.buffer) against brute force on random data.
+
+After any sequence of additions (small steps and large batches, in random arrival order)
+and trims, every lookup must return exactly the rows a scan of the buffer would: the
+events of given entities, the entities with a change point in an interval, and the ids
+known for de-duplication.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from featurelib import semantics as s
+from featurelib.stream.buffer import EntityIndex, EventBuffer
+from featurelib.stream.events import SCHEMAS
+
+MINUTE = 60_000_000
+
+
+def _events(rng: np.random.Generator, n: int, first_id: int, t_lo: int, t_hi: int, users: int) -> pa.Table:
+    user = rng.integers(0, users, n)
+    columns = {
+        "event_id": [f"e{first_id + i}" for i in range(n)],
+        "user_id": [f"user:{u}" for u in user],
+        "session_id": [f"s{u}-{rng.integers(0, 3)}" for u in user],
+        "device_id": ["d"] * n,
+        "event_type": rng.choice(["page_view", "click", "add_to_cart", "purchase"], n).tolist(),
+        "page_category": rng.choice(["a", "b", "c"], n).tolist(),
+        "dwell_ms": rng.integers(0, 10_000, n),
+        "scroll_pct": rng.integers(0, 100, n),
+        "event_timestamp": pa.array(rng.integers(t_lo, t_hi, n), pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+    }
+    return pa.table(columns).cast(SCHEMAS[s.CLICKSTREAM])
+
+
+def _brute_rows(buffer: EventBuffer, key: str, entities: list[str]) -> list[str]:
+    column = buffer.table.column(key).to_pylist()
+    ids = buffer.table.column("event_id").to_pylist()
+    return sorted(i for i, e in zip(ids, column) if e in set(entities))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_buffer_lookups_equal_a_scan_after_adds_and_trims(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    buffer = EventBuffer(s.CLICKSTREAM)
+    next_id, clock = 0, 1_000 * MINUTE
+    for step in range(40):
+        n = int(rng.choice([1, 5, 40, 1500]))  # small live steps and large batches (the grouped path)
+        buffer.add(_events(rng, n, next_id, clock - 30 * MINUTE, clock + MINUTE, users=int(rng.integers(3, 60))))
+        next_id += n
+        clock += int(rng.integers(0, 120)) * MINUTE
+        if step % 3 == 2:
+            floor = clock - int(rng.integers(0, 600)) * MINUTE
+            before = set(buffer.table.column("event_id").to_pylist())
+            dropped = buffer.trim(floor, min_share=float(rng.choice([0.0, 0.3])))
+            after = set(buffer.table.column("event_id").to_pylist())
+            assert len(before) - len(after) == dropped
+            t = buffer.table.column("event_timestamp").cast(pa.int64()).to_numpy()
+            assert dropped == 0 or (t > floor).all()
+        assert buffer._ids == set(buffer.table.column("event_id").to_pylist())
+        t = buffer.table.column("event_timestamp").cast(pa.int64()).to_numpy()
+        assert np.array_equal(buffer.t, t) and np.array_equal(buffer.t_sorted, np.sort(t))
+        assert np.array_equal(t[buffer.by_time], buffer.t_sorted)
+        for view in buffer.views:
+            key = view.join_key
+            known = sorted(set(buffer.table.column(key).to_pylist()))
+            wanted = [str(e) for e in rng.choice(known + ["nobody"], size=min(4, len(known) + 1), replace=False)]
+            got = buffer.events_of(view, wanted)
+            assert sorted(got.column("event_id").to_pylist()) == _brute_rows(buffer, key, wanted)
+            a, b = clock - int(rng.integers(0, 300)) * MINUTE, clock
+            expected = {e for e, ts in zip(buffer.table.column(key).to_pylist(), t)
+                        for o in view.change_offsets if a < ts + o <= b}
+            assert set(buffer.entities_with_change_points(view, a, b)) == expected
+
+
+def test_entity_index_compacts_codes_of_entities_no_longer_buffered() -> None:
+    index = EntityIndex()
+    index.add(pa.array([f"s{i}" for i in range(5000)] + ["kept"] * 3))
+    mask = np.zeros(5003, bool)
+    mask[-3:] = True
+    index.keep(mask, np.cumsum(mask) - 1)
+    assert len(index) == 1 and index.lookup(["kept", "s1"]).tolist() == [0, 1, 2]
+    index.add(pa.array(["s1", "kept"]))
+    assert index.lookup(["kept"]).tolist() == [0, 1, 2, 4] and index.lookup(["s1"]).tolist() == [3]
