@@ -91,6 +91,24 @@ def test_replay_through_redis_streams_serves_what_the_batch_job_computes(repo: P
     assert _assert_online_equals_batch(repo, processor.core.clock) > 100
 
 
+def test_one_processor_per_stream_serves_the_same(repo: Path, redis_server) -> None:
+    """``run --stream transactions`` and ``run --stream clickstream``: two processes sharing the
+    work (the streams feed disjoint views) land and serve exactly what one processor does."""
+    cfg = _config(repo, clock="event", lateness_s=0)
+    sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
+    clock, events = {}, 0
+    for kind in ("transactions", "clickstream"):
+        processor = StreamProcessor(ProcessorConfig(repo=repo, clock="event", lateness_s=0, consumer=f"p-{kind}",
+                                                    streams={kind: cfg.streams[kind]}))
+        assert list(processor.core.buffers) == [kind]
+        stats = processor.run(until_idle_s=0.5)
+        assert _landed_ids(repo) <= _replay_ids(repo)
+        clock[kind], events = processor.core.clock[kind], events + stats.events
+    assert events == sent
+    assert _landed_ids(repo) == _replay_ids(repo)
+    assert _assert_online_equals_batch(repo, clock) > 100
+
+
 def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     cfg = _config(repo, clock="event", lateness_s=0, read_count=50, flush_seconds=3600, flush_rows=10**9)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
