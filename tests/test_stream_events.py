@@ -1,4 +1,8 @@
-"""Decoding stream entries (featurelib.stream.events): large and small reads give the same events."""
+"""Decoding stream entries (featurelib.stream.events): large and small reads give the same events.
+
+Three ways to decode, chosen by the size of a read: grouped by field layout (1,000 entries
+and more), a dict per entry into Arrow columns (``SMALL_READ`` to 999), and plain Python
+(fewer than ``SMALL_READ``, a live step)."""
 
 from __future__ import annotations
 
@@ -41,10 +45,11 @@ def _entries(seed: int, kind: str, n: int) -> list:
 
 @pytest.mark.parametrize("kind", ["transactions", "clickstream"])
 @pytest.mark.parametrize("seed", range(3))
-def test_large_reads_decode_like_small_ones(kind: str, seed: int) -> None:
+@pytest.mark.parametrize("size", [500, events.SMALL_READ - 1, 7])
+def test_large_reads_decode_like_small_ones(kind: str, seed: int, size: int) -> None:
     entries = _entries(seed, kind, 2_500)
     large = decode(kind, entries)  # grouped by layout
-    small = [decode(kind, entries[i:i + 500]) for i in range(0, len(entries), 500)]  # a dict per entry
+    small = [decode(kind, entries[i:i + size]) for i in range(0, len(entries), size)]
     assert large.malformed.num_rows > 0 and large.events.num_rows > 2_000
     assert large.events.to_pylist() == [row for d in small for row in d.events.to_pylist()]
     assert large.event_ids == [i for d in small for i in d.event_ids]
