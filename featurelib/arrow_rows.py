@@ -157,10 +157,16 @@ def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_m
     head = f"{prefix}:{contract.entity_type(join_keys)}:"
     tail = f":{view.name}"
     keys = [head + i + tail for i in _ids(batch, join_keys)]
-    names = [f.name for f in view.features]
     columns = [_texts(batch.column(f.name), f.dtype.to_value_type()) for f in view.features]
+    return _commands(view, keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), columns)
+
+
+def _commands(view: FeatureView, keys: list[str], event_us: list[int], created_us: list[int], expire_ms: list[int],
+              columns: list[list]) -> list[tuple[str, list]]:
+    """The ``(key, args)`` of each row: timestamps, then the fields that are not null."""
+    names = [f.name for f in view.features]
     out: list[tuple[str, list]] = []
-    for key, ev, cr, ex, *texts in zip(keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), *columns):
+    for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns):
         args = [ev, cr, ex, 0]
         for name, text in zip(names, texts):
             if text is not None:
@@ -169,3 +175,33 @@ def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_m
         args[3] = (len(args) - 4) // 2
         out.append((key, args))
     return out
+
+
+_PYTHON_TEXT = {  # the text ``_texts`` gives for the Arrow cell a Python value of this type converts to
+    ValueType.DOUBLE: lambda v: None if v is None or v != v else repr(float(v)),
+    ValueType.INT64: lambda v: None if v is None else str(int(v)),
+    ValueType.BOOL: lambda v: None if v is None else ("true" if v else "false"),
+    ValueType.STRING: lambda v: v,
+    ValueType.STRING_LIST: lambda v: None if v is None else contract.codec(ValueType.STRING_LIST).to_text(v),
+}
+
+
+def row_commands(view: FeatureView, rows: list[dict], prefix: str, now_us: int, life_ms: int
+                 ) -> list[tuple[str, list]] | None:
+    """``write_commands`` for rows given as dicts (one join key; the view's timestamp field in
+    integer microseconds; features as Python values): the commands the same rows give as an
+    Arrow batch without a created timestamp column, without building one. ``None`` when the
+    view has a feature type or join keys this path does not cover."""
+    types = [_PYTHON_TEXT.get(f.dtype.to_value_type()) for f in view.features]
+    join_keys = [e.name for e in view.entity_columns]
+    if None in types or len(join_keys) != 1:
+        return None
+    ts = view.batch_source.timestamp_field
+    if life_ms:
+        rows = [r for r in rows if r[ts] // 1000 + life_ms > now_us // 1000]
+    key = join_keys[0]
+    keys = [contract.hash_key(prefix, join_keys, [r[key]], view.name) for r in rows]
+    event_us = [r[ts] for r in rows]
+    expire_ms = [t // 1000 + life_ms for t in event_us] if life_ms else [0] * len(rows)
+    columns = [[text(r[f.name]) for r in rows] for f, text in zip(view.features, types)]
+    return _commands(view, keys, event_us, [now_us] * len(rows), expire_ms, columns)

@@ -50,6 +50,7 @@ class StepResult:
     too_late: dict[str, pa.Table] = field(default_factory=dict)
     duplicates: int = 0
     rows: dict[str, pa.Table] = field(default_factory=dict)  # view -> emitted rows, sorted by (entity, T)
+    latest: dict[str, list[dict]] = field(default_factory=dict)  # view -> last row of each entity, when computed as dicts
     now_us: int = 0
 
 
@@ -101,16 +102,22 @@ class StreamCore:
             now = max(self.clock[kind], now_us if now_us is not None else latest[kind])
             for view in buffer.views:
                 rows = self._rows(view, buffer, lowest_new.get(kind), self.clock[kind], now)
+                last_rows = None
+                if isinstance(rows, tuple):
+                    rows, last_rows = rows
                 if rows is not None and rows.num_rows:
                     result.rows[view.name] = rows
+                    if last_rows is not None:
+                        result.latest[view.name] = last_rows
             self.clock[kind] = now
         result.now_us = self.now_us
         return result
 
     def _rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
-              before: int, now: int) -> pa.Table | None:
+              before: int, now: int) -> pa.Table | tuple[pa.Table, list[dict]] | None:
         """Rows of ``view`` at change points in ``(low(entity), now]`` for every affected entity,
-        where ``low`` is the earliest new event of the entity, or ``before + 1`` if later or none."""
+        where ``low`` is the earliest new event of the entity, or ``before + 1`` if later or none;
+        with the last row of each entity as dicts when they were computed as dicts."""
         key = view.join_key
         ids: list[pa.Array] = []
         lows: list[np.ndarray] = []
@@ -163,7 +170,7 @@ class StreamCore:
 
 
 def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[str], low_us: list[int],
-                    now: int) -> pa.Table | None:
+                    now: int) -> tuple[pa.Table, list[dict]] | None:
     """The rows of ``_rows`` computed by ``semantics.REFERENCE`` at each change point in
     ``[low, now]`` of each entity, or None when that would cost more than the batch engine
     (many change points of entities with many events: an out-of-order event far back).
@@ -188,9 +195,12 @@ def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[s
     distinct = np.ones(len(points), dtype=bool)
     distinct[1:] = (owner[1:] != owner[:-1]) | (points[1:] != points[:-1])
     reference, key = s.REFERENCE[view.name], view.join_key
+    owner, points = owner[distinct], points[distinct]
     out = [{key: entities[i], "event_timestamp": t, **reference(records[i], t)}
-           for i, t in zip(owner[distinct].tolist(), points[distinct].tolist())]
-    return pa.Table.from_pylist(out, schema=output_schema(view))
+           for i, t in zip(owner.tolist(), points.tolist())]
+    last = np.ones(len(owner), dtype=bool)
+    last[:-1] = owner[1:] != owner[:-1]
+    return pa.Table.from_pylist(out, schema=output_schema(view)), [out[i] for i in np.flatnonzero(last).tolist()]
 
 
 def latest_rows(rows: pa.Table, key: str) -> pa.Table:

@@ -57,8 +57,18 @@ class Landing:
 
     def flush(self) -> dict[str, list[bytes]]:
         """Write pending partitions; return the stream ids that may now be acknowledged."""
+        return self.write(self.take())
+
+    def take(self) -> dict[str, _Pending]:
+        """Hand over everything pending (for ``write``, which may run on another thread)."""
+        pending, self.pending = self.pending, {}
+        self.last_flush = time.monotonic()
+        return pending
+
+    def write(self, pending: dict[str, _Pending]) -> dict[str, list[bytes]]:
+        """Write the partitions of ``pending``; return the stream ids that may now be acknowledged."""
         done = {}
-        for kind, p in self.pending.items():
+        for kind, p in pending.items():
             if not p.ids:
                 continue
             # Unique even if the same id range lands again after a crash (never replace a file).
@@ -71,8 +81,6 @@ class Landing:
                 write_table(pa.concat_tables(tables), self.quarantine_dir / kind / day / f"{reason}-{name}")
                 self.files += 1
             done[kind] = p.ids
-        self.pending = {}
-        self.last_flush = time.monotonic()
         return done
 
 

@@ -137,6 +137,8 @@ class StreamProcessor:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
         self._read_ahead: Future | None = None
         self._io_jobs: deque[Future] = deque()
+        self._lander = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-land")
+        self._land_jobs: deque[Future] = deque()
         self._io_error: Exception | None = None
         self._stop = False
         self._last_step = 0.0
@@ -256,7 +258,7 @@ class StreamProcessor:
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
         t = self._phase("compute", t)
         arrived = np.concatenate(arrivals) if arrivals else None
-        self._submit(self._send, self.writer.all_commands(result.rows, now_us()), arrived,
+        self._submit(self._send, self.writer.all_commands(result.rows, now_us(), result.latest), arrived,
                      background=arrived is not None and len(arrived) >= BACKGROUND_WRITES_FROM)
         t = self._phase("write", t)
         for kind, (decoded, _) in new.items():
@@ -283,7 +285,7 @@ class StreamProcessor:
         (``background=False``: small live steps, where a thread hand-off costs more latency
         than it saves)."""
         if not background:
-            self.drain()
+            self._wait(self._io_jobs)
             fn(*args)
             return
         self._reap()
@@ -293,15 +295,20 @@ class StreamProcessor:
         self._io_jobs.append(self._io.submit(fn, *args))
 
     def _reap(self) -> None:
-        """Forget finished I/O jobs, raising the first error any of them met."""
-        while self._io_jobs and self._io_jobs[0].done():
-            self._io_jobs.popleft().result()
+        """Forget finished I/O and landing jobs, raising the first error any of them met."""
+        for jobs in (self._io_jobs, self._land_jobs):
+            while jobs and jobs[0].done():
+                jobs.popleft().result()
 
     def drain(self) -> None:
-        """Wait until every write and acknowledgement submitted so far is done."""
+        """Wait until every write, landing and acknowledgement submitted so far is done."""
+        self._wait(self._io_jobs)
+        self._wait(self._land_jobs)
+
+    def _wait(self, jobs: deque[Future]) -> None:
         t = time.perf_counter()
-        while self._io_jobs:
-            self._io_jobs.popleft().result()
+        while jobs:
+            jobs.popleft().result()
         self._phase("io wait", t)
 
     def _send(self, commands: list, arrived_us: np.ndarray | None) -> None:
@@ -325,12 +332,22 @@ class StreamProcessor:
             pipe.execute()
 
     def flush(self) -> None:
-        """Land the buffered events as Parquet, then acknowledge them (on the I/O thread)."""
+        """Land the buffered events as Parquet, then acknowledge them, on the landing thread:
+        a flush writes files for tens of milliseconds, which would stall the steps. The
+        acknowledgement waits for the writes to Redis submitted before it, so an acknowledged
+        event is landed and served."""
         t = time.perf_counter()
-        landed = self.landing.flush()
-        if landed:
-            self._submit(self._ack, landed, background=bool(self._io_jobs))
+        pending = self.landing.take()
+        if pending:
+            self._land_jobs.append(self._lander.submit(self._land, pending, list(self._io_jobs)))
         self._phase("flush", t)
+
+    def _land(self, pending: dict, writes: list[Future]) -> None:
+        landed = self.landing.write(pending)
+        for write in writes:
+            write.result()  # a failed write raises here: nothing more is acknowledged
+        if landed:
+            self._ack(landed)
 
     def tick(self) -> bool:
         """One iteration: read, compute, write, land and acknowledge when due. True if
@@ -343,6 +360,7 @@ class StreamProcessor:
             if entries or timers:
                 self.process(entries)
                 self._last_step = time.monotonic()
+        self._reap()  # a failed landing or write stops the loop here
         if self.landing.due():
             self.flush()
         if self.stats.steps % 200 == 0:
