@@ -132,7 +132,9 @@ def test_monitoring_doc_example_runs(readme_repo: Repo) -> None:
     assert drift.returncode in (0, 1), drift.stderr  # 1 when a feature really moved between the two periods
     report = json.loads(drift.stdout)
     assert {f["view"] for f in report["features"]} == {"transaction_stats_5m", "card_profile_24h", "device_activity_24h"}
-    assert all(f["reference_rows"] > f["recent_rows"] > 0 for f in report["features"])
+    trained, served = (int(n) for n in re.search(r"(\d+) training rows, (\d+) served rows", result.stdout).groups())
+    sizes = {f["feature"]: (f["reference_rows"], f["recent_rows"]) for f in report["features"]}
+    assert trained > 0 and served > 0 and set(sizes.values()) == {(trained, served)}, (trained, served, sizes)
 
 
 def test_stream_contract_example_runs_as_written(tmp_path: Path) -> None:
