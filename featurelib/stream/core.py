@@ -1,9 +1,11 @@
 """Event-time computation of feature rows from a stream of events (no I/O).
 
 ``StreamCore.step`` takes newly read events and the processor's clock and returns
-every feature row whose value may have changed, computed by the batch engine
-(``featurelib.engine.compute_view``) over the buffered events of the affected
-entities, so stream and batch agree bit for bit by construction.
+every feature row whose value may have changed, computed from the buffered events of
+the affected entities by the batch engine (``featurelib.engine.compute_view``) or, for a
+step touching few entities, by the brute-force reference of ``featurelib.semantics``
+(``_reference_rows``). The tests hold both bit-identical to the batch job, which uses the
+engine.
 
 Each stream has its own clock ``now`` (microseconds): the wall clock (live streams)
 or the highest event time seen so far on that stream (replays, tests). The streams feed
