@@ -54,6 +54,23 @@ def _repo(dest: Path, env: dict) -> Path:
     return dest
 
 
+def _wait_until_consumed(client, keys: list[str], group: str, timeout_s: float) -> None:
+    """Until the group has been delivered every entry of every stream and acknowledged them all
+    (landed), so a slow start cannot end the run before the processors saw the events."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done = True
+        for key in keys:
+            last = client.xinfo_stream(key)["last-generated-id"]
+            groups = {g["name"]: g for g in client.xinfo_groups(key)}
+            g = groups.get(group.encode()) or groups.get(group)
+            done &= g is not None and g["last-delivered-id"] == last and g["pending"] == 0
+        if done:
+            return
+        time.sleep(0.2)
+    raise click.ClickException(f"the processors did not consume every event within {timeout_s:g} s")
+
+
 @click.command()
 @click.option("--cards", default=5_000, show_default=True)
 @click.option("--days", default=7.0, show_default=True)
@@ -116,7 +133,7 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, war
         t = time.perf_counter()
         n = replay(client, live, speed=speed, limit=rate * seconds)
         produce_s = time.perf_counter() - t
-        time.sleep(2)
+        _wait_until_consumed(client, ["events:transactions", "events:clickstream"], "latency", timeout_s=120)
         reports = []
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
