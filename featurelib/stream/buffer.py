@@ -195,17 +195,21 @@ class EventBuffer:
             return pa.chunked_array(parts, self.table.schema.field(column).type)
         return pa.Table.from_batches(parts, self.table.schema)
 
-    def records_of(self, key: str, entities: list[str]) -> tuple[list[np.ndarray], list[list[dict]]]:
-        """Row numbers (ascending) and events as dicts (the input of ``semantics.REFERENCE``)
-        of each entity. Each event is converted once, the first time it is asked for."""
-        index, records = self._index[key], self._records
-        rows = [index.rows_of(e) for e in entities]
+    def rows_of(self, key: str, entities: list[str]) -> list[np.ndarray]:
+        """Row numbers of each entity, ascending (arrival order)."""
+        index = self._index[key]
+        return [index.rows_of(e) for e in entities]
+
+    def records(self, rows: list[np.ndarray]) -> list[list[dict]]:
+        """The events at each list of ``rows`` as dicts (the input of ``semantics.REFERENCE``).
+        Each event is converted once, the first time it is asked for."""
+        records = self._records
         missing = [r for rs in rows for r in rs.tolist() if records[r] is None]
         if missing:
             missing = sorted(set(missing))
             for r, record in zip(missing, event_records(self._take(np.array(missing, dtype=np.int64)))):
                 records[r] = record
-        return rows, [[records[r] for r in rs.tolist()] for rs in rows]
+        return [[records[r] for r in rs.tolist()] for rs in rows]
 
     def trim(self, keep_after_us: int, min_share: float = TRIM_SHARE) -> int:
         """Forget events at or before ``keep_after_us`` once they are at least ``min_share``

@@ -182,7 +182,7 @@ def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[s
     engine's fixed cost per call (about 1.5 ms per view) is most of the work."""
     order = sorted(range(len(entities)), key=entities.__getitem__)  # rows sorted by (entity, T), as compute_view's
     entities = [entities[i] for i in order]
-    rows, records = buffer.records_of(view.join_key, entities)
+    rows = buffer.rows_of(view.join_key, entities)
     # Every change point e + o in [low, now] of each entity, in one vectorized pass.
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
     offsets = np.asarray(view.change_offsets, dtype=np.int64)
@@ -196,6 +196,7 @@ def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[s
     owner, points = owner[sort], points[sort]
     distinct = np.ones(len(points), dtype=bool)
     distinct[1:] = (owner[1:] != owner[:-1]) | (points[1:] != points[:-1])
+    records = buffer.records(rows)  # converted only now that the reference is the cheaper way
     reference, key = s.REFERENCE[view.name], view.join_key
     owner, points = owner[distinct], points[distinct]
     out = [{key: entities[i], "event_timestamp": t, **reference(records[i], t)}

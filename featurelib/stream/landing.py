@@ -55,10 +55,6 @@ class Landing:
         waiting = any(p.ids for p in self.pending.values())
         return rows >= self.flush_rows or (waiting and time.monotonic() - self.last_flush >= self.flush_seconds)
 
-    def flush(self) -> dict[str, list[bytes]]:
-        """Write pending partitions; return the stream ids that may now be acknowledged."""
-        return self.write(self.take())
-
     def take(self) -> dict[str, _Pending]:
         """Hand over everything pending (for ``write``, which may run on another thread)."""
         pending, self.pending = self.pending, {}

@@ -274,14 +274,14 @@ class StreamProcessor:
         self._phase("land", t)
         self.stats.step_ms.append((time.perf_counter() - t0) * 1000)
 
-    # ------------------------------------------------------------------ I/O thread
-    # Writes to Redis and acknowledgements run on one background thread, in submission order,
-    # while the next step is computed: the server's time (the write script, XACK) overlaps
-    # with Python's. An acknowledgement is submitted after its events are landed, so it runs
-    # after the writes of every step before it: an acknowledged event is landed and served.
+    # ------------------------------------------------------------------ I/O and landing threads
+    # Writes of large steps run on the I/O thread, in submission order, while the next step is
+    # computed: the server's time (the write script) overlaps with Python's. Landing to Parquet
+    # and acknowledging run on the landing thread; an acknowledgement waits for every write
+    # submitted before its events were handed over, so an acknowledged event is landed and served.
 
     def _submit(self, fn: Callable, *args: object, background: bool = True) -> None:
-        """Run ``fn(*args)`` after every job submitted before it: on the I/O thread, or here
+        """Run ``fn(*args)`` after every I/O job submitted before it: on the I/O thread, or here
         (``background=False``: small live steps, where a thread hand-off costs more latency
         than it saves)."""
         if not background:
