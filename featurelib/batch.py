@@ -26,8 +26,8 @@ from featurelib import duck
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
 from featurelib.paths import default_repo, features_dir, raw_dir
+from featurelib.raw_events import ID_FIELD
 
-EVENT_ID = {s.TRANSACTIONS: "txn_id", s.CLICKSTREAM: "event_id"}
 EVENT_COLUMNS = {
     s.TRANSACTIONS: ("card_id", "user_id", "device_id", "merchant_id", "merchant_category", "country",
                      "amount_cents", "event_timestamp"),
@@ -59,7 +59,7 @@ def _sorted_batches(view: s.ViewSemantics, files: list[Path], batch_rows: int, t
         con.execute(f"SET threads = {int(threads)}")
     cols = ", ".join(EVENT_COLUMNS[view.events])
     order = ", ".join([view.join_key, *SORT_KEYS[view.events]])
-    id_col = EVENT_ID[view.events]
+    id_col = ID_FIELD[view.events]
     paths = ", ".join(f"'{p.as_posix()}'" for p in files)
     # An event delivered twice (at-least-once stream landing) counts once.
     sql = (f"SELECT {cols} FROM read_parquet([{paths}], union_by_name = true) "

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,6 +62,15 @@ META_FIELDS = (EVENT_TS, CREATED_TS)
 WRITE_SCRIPT_PATH = Path(__file__).with_name("write_row.lua")
 WRITE_SCRIPT = WRITE_SCRIPT_PATH.read_text()
 """The Lua script every writer calls (``featurelib/write_row.lua``): newer wins, atomically."""
+
+MAX_AHEAD_US = int(re.search(r"^local MAX_AHEAD_US = (\d+)$", WRITE_SCRIPT, re.M).group(1))  # type: ignore[union-attr]
+"""How far (µs) a row or a raw event may be stamped ahead of the clock: 60 s. The write script
+refuses rows stamped further ahead of the Redis server's ``TIME``; reads do not serve them; the
+stream processor and the batch job quarantine raw events stamped further ahead of their arrival
+or of the job's start. The script owns the number; everything else reads it from there."""
+
+WRITTEN, OLDER, REFUSED_FUTURE, REFUSED_INVALID = 1, 0, -1, -2
+"""What the write script returns for each row."""
 
 _ESCAPES = (("%", "%25"), (":", "%3A"), ("+", "%2B"))
 

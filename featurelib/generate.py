@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurelib.paths import default_repo, raw_dir
+from featurelib.raw_events import CLICKSTREAM_SCHEMA, MAX_AMOUNT_CENTS, TRANSACTION_SCHEMA
 from featurelib.semantics import HIGH_RISK_MERCHANT_CATEGORIES
 from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, now_us, to_us
 
@@ -66,33 +67,6 @@ CLICK_EVENT_TYPES = ("page_view", "click", "add_to_cart", "purchase")
 # Hour-of-day activity (UTC), relative: quiet at night, busy in the evening.
 DIURNAL = np.array([0.2, 0.12, 0.08, 0.06, 0.06, 0.1, 0.25, 0.5, 0.7, 0.8, 0.85, 0.9,
                     1.0, 0.95, 0.9, 0.9, 0.95, 1.0, 1.0, 0.95, 0.85, 0.7, 0.5, 0.3])
-
-TRANSACTION_SCHEMA = pa.schema([
-    ("txn_id", pa.string()),
-    ("card_id", pa.string()),
-    ("user_id", pa.string()),
-    ("device_id", pa.string()),
-    ("merchant_id", pa.string()),
-    ("merchant_category", pa.string()),
-    ("country", pa.string()),
-    ("amount_cents", pa.int64()),
-    ("event_timestamp", pa.timestamp("us", tz="UTC")),
-    ("is_fraud", pa.bool_()),
-    ("fraud_pattern", pa.string()),
-])
-
-CLICKSTREAM_SCHEMA = pa.schema([
-    ("event_id", pa.string()),
-    ("user_id", pa.string()),
-    ("session_id", pa.string()),
-    ("device_id", pa.string()),
-    ("event_type", pa.string()),
-    ("page_category", pa.string()),
-    ("dwell_ms", pa.int64()),
-    ("scroll_pct", pa.int64()),
-    ("event_timestamp", pa.timestamp("us", tz="UTC")),
-])
-
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -208,7 +182,7 @@ class _Columns:
 def _amounts(rng: np.random.Generator, pop: _Population, merchants: np.ndarray, median_cents: float, sigma: float) -> np.ndarray:
     mult = pop.category_multiplier[pop.merchant_category[merchants]]
     cents = rng.lognormal(np.log(median_cents), sigma, merchants.size) * mult
-    return np.clip(np.round(cents), 50, 5_000_000).astype(np.int64)
+    return np.clip(np.round(cents), 50, min(5_000_000, MAX_AMOUNT_CENTS)).astype(np.int64)
 
 
 def _merchants_in(rng: np.random.Generator, pop: _Population, categories: set[str], n: int) -> np.ndarray:

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from featurelib import semantics as s
 from featurelib.engine import _us
-from featurelib.stream.events import ID_FIELD, SCHEMAS, conform
+from featurelib.raw_events import ID_FIELD, SCHEMAS
+from featurelib.stream.events import conform
 
 TAIL_ROWS = 20_000
 """Recent events are kept in a second record batch, recopied each step, until there are this many."""

@@ -22,17 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurelib.generate import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA
+from featurelib.raw_events import REQUIRED, SCHEMAS
 from featurelib.semantics import CLICKSTREAM, TRANSACTIONS
 
 STREAMS = {TRANSACTIONS: "events:transactions", CLICKSTREAM: "events:clickstream"}
-SCHEMAS = {TRANSACTIONS: TRANSACTION_SCHEMA, CLICKSTREAM: CLICKSTREAM_SCHEMA}
-ID_FIELD = {TRANSACTIONS: "txn_id", CLICKSTREAM: "event_id"}
-REQUIRED = {
-    TRANSACTIONS: ("txn_id", "card_id", "user_id", "device_id", "merchant_id", "merchant_category", "country",
-                   "amount_cents", "event_timestamp"),
-    CLICKSTREAM: ("event_id", "user_id", "session_id", "device_id", "event_type", "page_category", "event_timestamp"),
-}
 
 
 @dataclass

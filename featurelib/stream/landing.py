@@ -19,7 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from featurelib.generate import write_table
-from featurelib.stream.events import SCHEMAS, conform
+from featurelib.raw_events import SCHEMAS
+from featurelib.stream.events import conform
 
 
 @dataclass

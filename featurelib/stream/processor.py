@@ -29,11 +29,12 @@ import numpy as np
 import redis
 
 from featurelib import duck, paths
-from featurelib.batch import EVENT_ID, raw_files
+from featurelib.batch import raw_files
 from featurelib.online_store import make_client
+from featurelib.raw_events import ID_FIELD, SCHEMAS
 from featurelib.repo import load_store, quiet
 from featurelib.stream.core import StreamCore
-from featurelib.stream.events import SCHEMAS, STREAMS, decode
+from featurelib.stream.events import STREAMS, decode
 from featurelib.stream.landing import Landing
 from featurelib.stream.sink import RowWriter
 from featurelib.timeutil import SECOND, now_us
@@ -180,7 +181,7 @@ class StreamProcessor:
             table = duck.arrow(
                 f"SELECT {cols} FROM read_parquet([{paths_sql}], union_by_name = true) "
                 f"WHERE epoch_us(event_timestamp) > {int(since)} "
-                f"QUALIFY row_number() OVER (PARTITION BY {EVENT_ID[kind]}) = 1 ORDER BY event_timestamp")
+                f"QUALIFY row_number() OVER (PARTITION BY {ID_FIELD[kind]}) = 1 ORDER BY event_timestamp")
             buffer.add(table.cast(SCHEMAS[kind]))
             loaded += table.num_rows
             self.core.clock[kind] = max(self.core.clock[kind], clock)
