@@ -1,7 +1,10 @@
 """Batch job: raw event Parquet -> one Parquet file of feature rows per feature view.
 
-DuckDB reads every raw partition (``data/raw/<events>/**/*.parquet``), drops
-duplicate events (same id), and streams them sorted by (entity, time) in
+Every raw partition (``data/raw/<events>/**/*.parquet``) is first checked against the
+raw-event schema (``featurelib.raw_reader``): invalid events (out of range, stamped more
+than 60 s after the job's start, ...) are left out, as the stream processor leaves them
+out, and listed in ``data/quarantine/<events>/batch-invalid.parquet``. DuckDB then reads
+the valid events, drops duplicates (same id), and streams them sorted by (entity, time) in
 batches. Whole entities are cut into chunks and handed to
 ``featurelib.engine.compute_view``; each chunk's rows are appended to the
 view's Parquet file. The file is written under a temporary name and renamed
@@ -22,11 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurelib import duck
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
-from featurelib.paths import default_repo, features_dir, raw_dir
-from featurelib.raw_events import ID_FIELD
+from featurelib.errors import UnreadableFileError
+from featurelib.paths import data_dir, default_repo, features_dir, raw_dir
+from featurelib.raw_reader import RawEvents
 
 EVENT_COLUMNS = {
     s.TRANSACTIONS: ("card_id", "user_id", "device_id", "merchant_id", "merchant_category", "country",
@@ -45,27 +48,13 @@ class ViewBuild:
     rows: int
     seconds: float
     path: Path
+    invalid: int = 0  # raw events left out (see ``data/quarantine/<events>/batch-invalid.parquet``)
 
 
-def raw_files(raw_dir: Path, events: str) -> list[Path]:
-    """All raw Parquet partitions of one event stream, in a stable order."""
-    return sorted(p for p in (raw_dir / events).rglob("*.parquet") if not p.name.startswith("."))
-
-
-def _sorted_batches(view: s.ViewSemantics, files: list[Path], batch_rows: int, threads: int | None) -> Iterator[pa.RecordBatch]:
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    cols = ", ".join(EVENT_COLUMNS[view.events])
+def _sorted_batches(view: s.ViewSemantics, events: RawEvents, batch_rows: int, threads: int | None) -> Iterator[pa.RecordBatch]:
     order = ", ".join([view.join_key, *SORT_KEYS[view.events]])
-    id_col = ID_FIELD[view.events]
-    paths = ", ".join(f"'{p.as_posix()}'" for p in files)
-    # An event delivered twice (at-least-once stream landing) counts once.
-    sql = (f"SELECT {cols} FROM read_parquet([{paths}], union_by_name = true) "
-           f"QUALIFY row_number() OVER (PARTITION BY {id_col}) = 1 ORDER BY {order}") if len(files) > 1 else (
-           f"SELECT {cols} FROM read_parquet([{paths}]) ORDER BY {order}")
-    reader = con.sql(sql).to_arrow_reader(batch_rows)
+    con = events.connect(threads)
+    reader = con.sql(f"{events.relation(EVENT_COLUMNS[view.events])} ORDER BY {order}").to_arrow_reader(batch_rows)
     try:
         yield from reader
     finally:
@@ -95,40 +84,55 @@ def _entity_chunks(batches: Iterable[pa.RecordBatch], key: str, min_rows: int) -
         yield pa.Table.from_batches(pending)
 
 
+def scan_raw(raw_dir: Path, kind: str) -> RawEvents:
+    """The raw events of ``kind``, checked (``featurelib.raw_reader``); ``FileNotFoundError``
+    when there are none."""
+    events = RawEvents.scan(raw_dir, kind)
+    if not events.files:
+        raise FileNotFoundError(f"no raw {kind} events under {raw_dir / kind}")
+    return events
+
+
 def build_view(
     view: s.ViewSemantics,
     raw_dir: Path,
     out_path: Path,
     *,
+    events: RawEvents | None = None,
     chunk_rows: int = 250_000,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ViewBuild:
-    """Compute every feature row of ``view`` from the raw events under ``raw_dir``."""
+    """Compute every feature row of ``view`` from the valid raw events under ``raw_dir``
+    (``events``: their scan, when the caller has it already)."""
     started = time.perf_counter()
-    files = raw_files(raw_dir, view.events)
-    if not files:
-        raise FileNotFoundError(f"no raw {view.events} events under {raw_dir / view.events}")
+    raw = events or scan_raw(raw_dir, view.events)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
-    events = rows = 0
-    paths = ", ".join(f"'{p.as_posix()}'" for p in files)
-    newest = duck.one(f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) FROM read_parquet([{paths}], union_by_name = true)")[0]
+    events_read = rows = 0
     # The newest event the rows were computed from (``featurelib.freshness`` reads it).
-    schema = output_schema(view).with_metadata({"featurelib.max_event_us": str(newest)})
+    schema = output_schema(view).with_metadata({"featurelib.max_event_us": str(raw.newest_us())})
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for chunk in _entity_chunks(_sorted_batches(view, files, 500_000, threads), view.join_key, chunk_rows):
+            for chunk in _entity_chunks(_sorted_batches(view, raw, 500_000, threads), view.join_key, chunk_rows):
                 table = compute_view(view, chunk, presorted=True).replace_schema_metadata(schema.metadata)
                 writer.write_table(table, row_group_size=1_000_000)
-                events += chunk.num_rows
+                events_read += chunk.num_rows
                 rows += table.num_rows
                 if progress:
-                    progress(f"{view.name}: {events:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
+                    progress(f"{view.name}: {events_read:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
         tmp.replace(out_path)
+    except duckdb.Error as exc:  # a file that the scan could read but DuckDB cannot
+        raise UnreadableFileError(_culprit(exc, raw.files), exc) from None
     finally:
         tmp.unlink(missing_ok=True)
-    return ViewBuild(view.name, events, rows, time.perf_counter() - started, out_path)
+    return ViewBuild(view.name, events_read, rows, time.perf_counter() - started, out_path, raw.invalid.num_rows)
+
+
+def _culprit(exc: Exception, files: list[Path]) -> Path:
+    """The raw file a DuckDB error names, else the first one."""
+    text = str(exc)
+    return next((p for p in files if p.as_posix() in text), files[0])
 
 
 def build_all(
@@ -138,25 +142,35 @@ def build_all(
     *,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    quarantine_dir: Path | None = None,
     **kwargs,
 ) -> list[ViewBuild]:
     """Build the Parquet file ``features_dir/<view>.parquet`` of every (or the named) view.
 
-    With ``workers > 1`` views are built in that many processes at once (progress is then
+    The raw events of each stream are checked once; the invalid ones are left out and, with
+    ``quarantine_dir``, listed in ``<quarantine_dir>/<events>/batch-invalid.parquet``. With
+    ``workers > 1`` views are built in that many processes at once (progress is then
     reported per finished view).
     """
     names = list(views) if views is not None else list(s.VIEWS)
     unknown = sorted(set(names) - set(s.VIEWS))
     if unknown:
         raise ValueError(f"unknown feature view(s) {', '.join(unknown)}; known: {', '.join(s.VIEWS)}")
-    jobs = [(s.VIEWS[n], raw_dir, features_dir / f"{n}.parquet") for n in names]
+    scans = {kind: scan_raw(raw_dir, kind) for kind in dict.fromkeys(s.VIEWS[n].events for n in names)}
+    for raw in scans.values():
+        if quarantine_dir is not None:
+            raw.write_quarantine(quarantine_dir)
+        if progress and raw.invalid.num_rows:
+            progress(f"{raw.kind}: {raw.invalid.num_rows:,} invalid events left out "
+                     f"(first: {raw.invalid.column('reason')[0]})")
+    jobs = [(s.VIEWS[n], raw_dir, features_dir / f"{n}.parquet", scans[s.VIEWS[n].events]) for n in names]
     if workers <= 1:
-        return [build_view(*job, progress=progress, **kwargs) for job in jobs]
+        return [build_view(*job[:3], events=job[3], progress=progress, **kwargs) for job in jobs]
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     results = {}
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(build_view, *job, **kwargs): job[0].name for job in jobs}
+        futures = {pool.submit(build_view, *job[:3], events=job[3], **kwargs): job[0].name for job in jobs}
         for future in as_completed(futures):
             build = future.result()
             results[build.view] = build
@@ -178,7 +192,9 @@ def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
     `feast materialize-incremental` to load the online store.
     """
     repo = repo or default_repo()
-    for b in build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo):
+    builds = build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo,
+                       quarantine_dir=data_dir(repo) / "quarantine")
+    for b in builds:
         click.echo(f"{b.view:<22} {b.events:>11,} events -> {b.rows:>12,} rows in {b.seconds:6.2f}s "
                    f"({b.events / max(b.seconds, 1e-9):,.0f} events/s) -> {b.path}")
 

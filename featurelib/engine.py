@@ -14,7 +14,9 @@ view's change-point timeline. At each distinct key ``K``:
 * the number of events with ``T - w < t <= T`` is (events of run 0 at or before
   ``K``) minus (events of run ``w`` at or before ``K``): a difference of two running
   counts. Earlier entities appear in both and cancel. Sums work the same way;
-  integer running sums may wrap around in int64, their differences stay exact;
+  integer running sums may wrap around in int64, their differences stay exact
+  (arithmetic modulo 2**64) as long as the true window sum fits in int64 (see
+  "Exact integer arithmetic" below);
 * those two counts are also the index range ``[lo, hi)`` of the window's events
   in the sorted event array, which gives the latest events (``hi - 1``) and, via
   a sparse table, the maximum over the window;
@@ -23,7 +25,23 @@ view's change-point timeline. At each distinct key ``K``:
   an island is open, so the count is (islands started) minus (islands ended).
 
 All arithmetic on aggregates is integer; floats appear only in
-``semantics.derive_*``.
+``semantics.derive_*``, and in one exactly rounded conversion (the sum of squared
+amounts, below).
+
+Exact integer arithmetic. Every view's largest change offset is 24 h > 2**36 µs, so a
+chunk whose composite keys fit (``(events + 1) * span < _KEY_LIMIT = 2**58``) has fewer
+than ``_MAX_CHUNK_EVENTS = 2**22`` events (checked too), and no window holds more. With
+the raw-event schema's ranges (``featurelib.raw_events``: amounts 0 to 1e9 cents, dwell
+0 to 86.4e6 ms, scroll 0 to 100) every window sum is far inside int64, and below 2**53,
+so it converts to float64 exactly: cents < 2**22 * 2**30 = 2**52, dwell < 2**22 * 2**27,
+counts < 2**22, the sum over countries of squared counts < 2**44. The one exception is
+the sum of squared cents (``card_profile_24h``): one square is up to 1e18 and ten exceed
+int64. It is kept as two exact window sums, of ``c*c >> 32`` (< 2**28 each, sums
+< 2**50) and of ``c*c & (2**32 - 1)`` (sums < 2**54), and ``_float_of`` turns
+``hi * 2**32 + lo`` into the float64 nearest to the exact integer, as Python's
+``float(int)`` does in the reference. Inputs beyond what these bounds allow (amounts
+above ``_MAX_ABS_AMOUNT``, dwell or scroll above ``_MAX_ABS_VALUE``; the schema allows
+neither) raise ``ValueError`` instead of wrapping around.
 """
 
 from __future__ import annotations
@@ -39,6 +57,18 @@ import pyarrow.compute as pc
 from featurelib import semantics as s
 
 _KEY_LIMIT = 1 << 58  # composite keys, shifted by Timeline.RUN_BITS, stay inside int64
+_MAX_CHUNK_EVENTS = 1 << 22
+"""Fewer events than this per chunk (implied by ``_KEY_LIMIT`` for windows of 24 h, checked
+anyway): it bounds every window count, and so every window sum."""
+_MAX_ABS_AMOUNT = 3_037_000_499
+"""``isqrt(2**63 - 1)``: the largest amount (cents) whose square fits int64. The schema allows
+at most ``raw_events.MAX_AMOUNT_CENTS`` = 1e9; window sums of cents stay < 2**22 * 2**32."""
+_MAX_ABS_VALUE = 1 << 40
+"""The largest dwell time or scroll depth the engine sums exactly (window sums < 2**62); the
+schema allows at most 86.4e6 ms and 100 %."""
+_LIST_LIMIT = (1 << 31) - 1
+"""Arrow lists and strings have int32 offsets: at most this many country entries, and bytes,
+in one piece of a chunk's ``card_countries_24h`` column (more make several pieces)."""
 
 
 def _us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -97,6 +127,22 @@ class Timeline:
         return prefix[self.count(run)]
 
 
+def _float_of(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The float64 nearest to the integer ``hi * 2**32 + lo`` (ties to even, as Python's
+    ``float(int)``), for int64 arrays.
+
+    With the carry moved into ``hi``, ``lo`` is in ``[0, 2**32)``; where ``|hi| < 2**53``
+    both ``hi * 2**32`` and ``lo`` are exact float64 values, and IEEE 754 addition rounds
+    their exact sum correctly, once. Larger ``hi`` (never, for the engine's bounds) is
+    converted through Python integers."""
+    hi = np.asarray(hi, np.int64) + (np.asarray(lo, np.int64) >> 32)
+    lo = np.asarray(lo, np.int64) & 0xFFFFFFFF
+    out = hi.astype(np.float64) * 4294967296.0 + lo.astype(np.float64)
+    for i in np.flatnonzero((hi >= 1 << 53) | (hi <= -(1 << 53))).tolist():
+        out[i] = float((int(hi[i]) << 32) + int(lo[i]))
+    return out
+
+
 def range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``max(values[lo:hi])`` for every pair (0 where the range is empty), via a sparse table."""
     length = hi - lo
@@ -138,8 +184,14 @@ class _Chunk:
     def flag(self, name: str, values: Sequence[str] | frozenset[str]) -> np.ndarray:
         return np.asarray(pc.is_in(self.column(name), pa.array(sorted(values))).fill_null(False), dtype=np.int64)
 
-    def ints(self, name: str) -> np.ndarray:
-        return np.asarray(self.column(name).cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+    def ints(self, name: str, limit: int) -> np.ndarray:
+        """An integer column as int64 (null as 0); values beyond ``±limit`` are a ``ValueError``:
+        the engine's sums would not be exact (the raw-event schema never lets them through)."""
+        values = np.asarray(self.column(name).cast(pa.int64()).fill_null(0).to_numpy(), dtype=np.int64)
+        if len(values) and (values.max() > limit or values.min() < -limit):
+            bad = int(values[np.argmax(np.abs(values.astype(np.float64)))])
+            raise ValueError(f"{name} {bad:,} is beyond the engine's exact range (±{limit:,})")
+        return values
 
     def pairs(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Group events by (entity, value): returns (order, pair code per sorted event,
@@ -228,7 +280,7 @@ def _transaction_stats(chunk: _Chunk) -> tuple[Timeline, dict]:
 
     tl = Timeline(runs)
     w5, w30, w24 = _Window(tl, 1), _Window(tl, 2), _Window(tl, 3)
-    cents = chunk.ints("amount_cents")
+    cents = chunk.ints("amount_cents", _MAX_ABS_AMOUNT)
     hi = w24.hi
     return tl, {
         "n5": w5.n, "n30": w30.n, "n24": w24.n,
@@ -242,8 +294,11 @@ def _transaction_stats(chunk: _Chunk) -> tuple[Timeline, dict]:
     }
 
 
-def _country_lists(chunk: _Chunk, tl: Timeline, w: int) -> pa.Array:
-    """The sorted distinct countries in the window at each timeline key (from islands)."""
+def _country_lists(chunk: _Chunk, tl: Timeline, w: int) -> pa.Array | pa.ChunkedArray:
+    """The sorted distinct countries in the window at each timeline key (from islands).
+
+    Arrow lists and strings have int32 offsets: when the entries, or their bytes, exceed
+    ``_LIST_LIMIT``, the column is built in pieces (a ``ChunkedArray``) that each fit."""
     codes, names = _codes(chunk.column("country"))
     _, _, (start_keys, end_keys, vals) = chunk.islands(codes, w)
     lo = np.searchsorted(tl.keys, start_keys, "left")
@@ -254,9 +309,24 @@ def _country_lists(chunk: _Chunk, tl: Timeline, w: int) -> pa.Array:
     pos = np.repeat(lo, counts) + (np.arange(total) - first)
     val = np.repeat(vals, counts)
     order = np.lexsort((val, pos))
-    per_key = np.bincount(pos, minlength=len(tl.keys))
-    offsets = pa.array(np.concatenate([[0], np.cumsum(per_key)]).astype(np.int32))
-    return pa.ListArray.from_arrays(offsets, names.take(pa.array(val[order])))
+    val = val[order]
+    ends = np.cumsum(np.bincount(pos, minlength=len(tl.keys)))  # entries up to each key, int64
+    byte_len = np.asarray(pc.binary_length(names), dtype=np.int64)  # per distinct country
+    if total <= _LIST_LIMIT and total * int(byte_len.max(initial=0)) <= _LIST_LIMIT:  # the usual case
+        return pa.ListArray.from_arrays(pa.array(np.r_[0, ends].astype(np.int32)), names.take(pa.array(val)))
+    byte_ends = np.r_[0, np.cumsum(byte_len[val])][ends]  # bytes up to each key
+    pieces, a = [], 0
+    while a < len(ends):
+        e0, b0 = (int(ends[a - 1]), int(byte_ends[a - 1])) if a else (0, 0)
+        b = min(int(np.searchsorted(ends, e0 + _LIST_LIMIT, "right")),
+                int(np.searchsorted(byte_ends, b0 + _LIST_LIMIT, "right")))
+        if b == a:
+            raise ValueError(f"one row of card_countries_24h holds {int(ends[a]) - e0:,} countries, "
+                             f"{int(byte_ends[a]) - b0:,} bytes: more than an Arrow list can")
+        offsets = pa.array((np.r_[e0, ends[a:b]] - e0).astype(np.int32))
+        pieces.append(pa.ListArray.from_arrays(offsets, names.take(pa.array(val[e0:int(ends[b - 1])]))))
+        a = b
+    return pa.chunked_array(pieces, pa.list_(pa.string()))
 
 
 def _card_profile(chunk: _Chunk) -> tuple[Timeline, dict]:
@@ -265,9 +335,10 @@ def _card_profile(chunk: _Chunk) -> tuple[Timeline, dict]:
     merchants = _distinct(runs, chunk, _codes(chunk.column("merchant_id"))[0], s.W_24H)
     tl = Timeline(runs)
     w24 = _Window(tl, 1)
-    cents = chunk.ints("amount_cents")
+    cents = chunk.ints("amount_cents", _MAX_ABS_AMOUNT)
+    square = cents * cents  # < 2**63; its window sums do not fit int64, their two halves do
     return tl, {
-        "n": w24.n, "s1": w24.sum(cents), "s2": w24.sum(cents * cents),
+        "n": w24.n, "s1": w24.sum(cents), "s2": _float_of(w24.sum(square >> 32), w24.sum(square & 0xFFFFFFFF)),
         "countries": _country_lists(chunk, tl, s.W_24H),
         "devices": devices(tl), "merchants": merchants(tl),
         "t_last": chunk.t[np.maximum(w24.hi - 1, 0)],
@@ -282,7 +353,7 @@ def _device_activity(chunk: _Chunk) -> tuple[Timeline, dict]:
     tl = Timeline(runs)
     w1, w24 = _Window(tl, 1), _Window(tl, 2)
     return tl, {
-        "n1h": w1.n, "n24": w24.n, "sum24": w24.sum(chunk.ints("amount_cents")),
+        "n1h": w1.n, "n24": w24.n, "sum24": w24.sum(chunk.ints("amount_cents", _MAX_ABS_AMOUNT)),
         "cards": cards(tl), "users": users(tl), "countries": countries(tl),
     }
 
@@ -301,7 +372,7 @@ def _session_activity(chunk: _Chunk) -> tuple[Timeline, dict]:
     f = _event_flags(chunk)
     return tl, {
         "n": w.n, "pv": w.sum(f["page_view"]), "cart": w.sum(f["add_to_cart"]),
-        "purchase": w.sum(f["purchase"]), "dwell": w.sum(chunk.ints("dwell_ms") * f["page_view"]),
+        "purchase": w.sum(f["purchase"]), "dwell": w.sum(chunk.ints("dwell_ms", _MAX_ABS_VALUE) * f["page_view"]),
         "t_first": chunk.t[np.minimum(w.lo, len(chunk.t) - 1)], "t_last": chunk.t[np.maximum(w.hi - 1, 0)],
         "categories": categories(tl),
     }
@@ -335,8 +406,8 @@ def _user_engagement(chunk: _Chunk) -> tuple[Timeline, dict]:
         return np.where(has_session, pw.sum(flag[order])[at], 0)
 
     return tl, {
-        "pv5": w5.sum(pv), "dwell5": w5.sum(chunk.ints("dwell_ms") * pv),
-        "scroll5": w5.sum(chunk.ints("scroll_pct") * pv), "clicks5": w5.sum(f["click"]),
+        "pv5": w5.sum(pv), "dwell5": w5.sum(chunk.ints("dwell_ms", _MAX_ABS_VALUE) * pv),
+        "scroll5": w5.sum(chunk.ints("scroll_pct", _MAX_ABS_VALUE) * pv), "clicks5": w5.sum(f["click"]),
         "has_session": has_session.astype(np.int64),
         "s_first": tp[np.minimum(pw.lo[at], len(tp) - 1)], "s_last": tp[np.maximum(pw.hi[at] - 1, 0)],
         "s_pv": session_total(pv), "s_cart": session_total(f["add_to_cart"]),
@@ -444,7 +515,7 @@ def compute_view(
     entity = np.cumsum(change) - 1
     t0 = int(t.min())
     span = int(t.max()) - t0 + max(view.change_offsets) + 1
-    if (len(t) + 1) * span >= _KEY_LIMIT:
+    if (len(t) + 1) * span >= _KEY_LIMIT or len(t) >= _MAX_CHUNK_EVENTS:
         return _split(view, events, entity, t, since_us, until_us)
     chunk = _Chunk(table=events, entity=entity, t=t, t0=t0, span=span)
     tl, aggregates = _AGGREGATES[view.name](chunk)
@@ -456,7 +527,8 @@ def compute_view(
         keep &= row_t <= until_us
     if not keep.all():
         idx = np.flatnonzero(keep)
-        aggregates = {k: (v.take(pa.array(idx)) if isinstance(v, pa.Array) else v[idx]) for k, v in aggregates.items()}
+        aggregates = {k: (v.take(pa.array(idx)) if isinstance(v, (pa.Array, pa.ChunkedArray)) else v[idx])
+                      for k, v in aggregates.items()}
         row_entity, row_t = row_entity[idx], row_t[idx]
     features = s.DERIVE[view.name](aggregates)
     first_row = np.flatnonzero(change)

@@ -10,6 +10,7 @@ status code.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -38,3 +39,51 @@ class UnreadableFileError(OperationalError, FeastError):
 
     def http_status_code(self) -> int:
         return 500
+
+
+class RowsRefusedError(OperationalError, FeastError):
+    """The online store's write script refused rows of a write; every other row of it was applied.
+    Raised by Feast-facing writes (push, ``write_to_online_store``, materialize): ``feast serve``
+    answers HTTP 422 with the message, the ``feast`` CLI prints it on one line and exits 2.
+
+    ``result`` is the script's code for the first refused row: -1, its event timestamp
+    (``event_ts``, integer µs since the epoch) is more than ``max_ahead_us`` µs ahead of the Redis
+    server's clock; -2, its event timestamp is not a number."""
+
+    def __init__(self, view: str, refused: int, key: str, event_ts: str | int, result: int, max_ahead_us: int):
+        self.view, self.refused = view, refused
+        self.key, self.event_ts, self.result, self.max_ahead_us = key, event_ts, result, max_ahead_us
+        rows = "1 row" if refused == 1 else f"{refused} rows"
+        super().__init__(f"refused {rows} of feature view {view} (any other rows were applied): {self._rule()};"
+                         f" the first is {key} with event timestamp {_stamp(event_ts)}")
+
+    @classmethod
+    def combine(cls, errors: list[RowsRefusedError]) -> RowsRefusedError:
+        """One error for several writes of the same view, naming the first refused row."""
+        first = errors[0]
+        if len(errors) == 1:
+            return first
+        return cls(first.view, sum(e.refused for e in errors), first.key, first.event_ts, first.result,
+                   first.max_ahead_us)
+
+    def _rule(self) -> str:
+        if self.result == -2:
+            return "an event timestamp must be integer microseconds since the epoch"
+        return f"an event timestamp may be at most {self.max_ahead_us / 1e6:g} s ahead of the Redis server's clock"
+
+    def http_status_code(self) -> int:
+        return 422
+
+    def grpc_status_code(self):
+        from grpc import StatusCode
+
+        return StatusCode.INVALID_ARGUMENT
+
+
+def _stamp(event_ts: str | int) -> str:
+    """Integer microseconds since the epoch as ISO 8601 UTC; anything else quoted as given."""
+    try:
+        seconds, micros = divmod(int(event_ts), 1_000_000)
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return repr(event_ts)

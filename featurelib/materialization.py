@@ -14,12 +14,24 @@ converts each batch into ``ValueProto`` rows one value at a time and calls
 repository's ``RedisHashOnlineStore``) gets the Arrow batch itself and encodes whole
 columns (``featurelib.arrow_rows``). Other stores get exactly Feast's path, so the engine
 is safe with any online store. Writing back to the offline store is unchanged.
+
+Failures a person can act on end ``feast materialize`` with one line and exit code 2
+(``featurelib.errors``): a view's Parquet file that does not open (truncated, corrupt, not
+Parquet; its footer is read before the view is materialized) or that DuckDB or Arrow fails to
+read during the run is an ``UnreadableFileError`` naming the file; rows the online store's
+write script refuses (stamped too far ahead) are a ``RowsRefusedError``, raised once every
+batch of the view is written.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast import FeatureView, FileSource
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.dag.context import ExecutionContext
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
@@ -28,6 +40,44 @@ from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilde
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.compute_engines.local.nodes import LocalOutputNode
 from feast.infra.registry.base_registry import BaseRegistry
+
+from featurelib.errors import OperationalError, RowsRefusedError, UnreadableFileError
+
+
+def source_path(view: FeatureView) -> Path | None:
+    """The local file or directory of the view's batch source (a relative path is relative to
+    the working directory, as Feast's DuckDB store reads it); None for other sources."""
+    source = getattr(view, "batch_source", None)
+    if not isinstance(source, FileSource) or not source.path:
+        return None
+    path = source.path.removeprefix("file://")
+    return None if "://" in path else Path(path)
+
+
+def check_source_files(view: FeatureView) -> None:
+    """Read the footer of every Parquet file of the view's batch source: ``UnreadableFileError``
+    naming the first that does not open. A missing path is left to the offline store."""
+    path = source_path(view)
+    if path is None or not path.exists():
+        return
+    for file in [path] if path.is_file() else sorted(path.rglob("*.parquet")):
+        try:
+            pq.read_metadata(file)
+        except (pa.ArrowException, OSError) as exc:
+            raise UnreadableFileError(file, exc) from exc
+
+
+def operational(exc: Exception, view: FeatureView) -> Exception:
+    """``exc`` as the error ``feast materialize`` should report: a DuckDB or Arrow error that
+    names the view's source file becomes ``UnreadableFileError``; anything else is unchanged."""
+    path = source_path(view)
+    if isinstance(exc, OperationalError) or path is None or not isinstance(exc, (duckdb.Error, pa.ArrowException)):
+        return exc
+    if str(path) not in str(exc):
+        return exc
+    error = UnreadableFileError(path, exc)
+    error.__cause__ = exc
+    return error
 
 
 class ArrowLocalEngineConfig(LocalComputeEngineConfig):
@@ -49,11 +99,17 @@ class ArrowOutputNode(LocalOutputNode):
         if table.num_rows == 0:
             return output
         batch_size = context.repo_config.materialization_config.online_write_batch_size
+        refused: list[RowsRefusedError] = []
         for batch in [table] if batch_size is None else table.to_batches(max_chunksize=batch_size):
-            write_arrow(context.repo_config, self.feature_view, batch)
+            try:
+                write_arrow(context.repo_config, self.feature_view, batch)
+            except RowsRefusedError as exc:  # the batch's other rows are written: go on with the next
+                refused.append(exc)
         if self.feature_view.offline:
             context.offline_store.offline_write_batch(config=context.repo_config, feature_view=self.feature_view,
                                                       table=table, progress=lambda x: None)
+        if refused:
+            raise RowsRefusedError.combine(refused)
         return output
 
 
@@ -82,10 +138,12 @@ class ArrowLocalEngine(LocalComputeEngine):
     def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs) -> LocalMaterializationJob:
         job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
         try:
+            check_source_files(task.feature_view)
             context = self.get_execution_context(registry, task)
             builder = ArrowFeatureBuilder(registry, task, backend=self._get_backend(context),
                                           latest_only=self.repo_config.materialization_config.pull_latest_features)
             builder.build().execute(context)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
-        except Exception as e:  # reported through the job, as Feast's engine does
-            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)
+        except Exception as e:  # reported through the job, as Feast's engine does (Feast raises it)
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR,
+                                           error=operational(e, task.feature_view))

@@ -10,8 +10,14 @@ define, so stream jobs in any language write the very rows Feast serves.
   atomic step, so newer always wins, equal timestamps are idempotent, and racing writers
   cannot leave an older row behind. ``feast materialize`` hands the store Arrow batches
   (``online_write_arrow``, through ``featurelib.materialization``).
+* The script refuses a row stamped more than ``contract.MAX_AHEAD_US`` (60 s) ahead of the
+  Redis server's clock, or not stamped with a number. Feast's writes (push, materialize,
+  ``write_to_online_store``) apply every other row of the call, then raise
+  ``errors.RowsRefusedError`` (HTTP 422 from ``feast serve``, one line and exit 2 from the
+  CLI); ``write_rows`` (the stream processor's path) returns the per-row results instead.
 * Reads fetch every view of a request in one pipelined round trip (``HMGET`` of the
-  requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND; a row
+  requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND, and so is a
+  row stamped more than ``contract.MAX_AHEAD_US`` ahead of the reader's clock; a row
   older than its view's ``ttl`` is null with status OUTSIDE_MAX_AGE; an absent field
   is a null value.
 * Every hash expires ``ttl`` (plus ``ttl_grace_seconds``) after its event timestamp.
@@ -49,7 +55,7 @@ from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
 from redis.exceptions import NoScriptError
 
-from featurelib import arrow_rows, contract, feast_compat
+from featurelib import arrow_rows, contract, errors, feast_compat
 
 DEFAULT_CONNECTION_STRING = "localhost:6379"
 CONNECTION_ENV = "REDIS_CONNECTION_STRING"
@@ -209,6 +215,32 @@ def _read_codecs(table: FeatureView) -> _ViewCodecs:
     return codecs
 
 
+class _Refusals:
+    """The rows of one Feast write that the script refused (-1, -2), tallied chunk by chunk, so
+    the write can finish every chunk and then raise once."""
+
+    def __init__(self, view: str) -> None:
+        self.view = view
+        self.refused = 0
+        self.first: tuple[str, Any, int] | None = None  # key, event timestamp argument, result
+
+    def add(self, commands: Sequence[tuple[str, list]], results: Sequence[int]) -> None:
+        """Tally one chunk: ``results[i]`` is the script's result for ``commands[i]``."""
+        if not results or min(results) >= contract.OLDER:
+            return
+        for (key, args), result in zip(commands, results):
+            if result < contract.OLDER:
+                self.refused += 1
+                if self.first is None:
+                    self.first = (key, args[0], result)
+
+    def raise_if_any(self) -> None:
+        """``errors.RowsRefusedError`` naming the count and the first refused row, if any."""
+        if self.first is not None:
+            key, event_ts, result = self.first
+            raise errors.RowsRefusedError(self.view, self.refused, key, event_ts, result, contract.MAX_AHEAD_US)
+
+
 class RedisHashOnlineStore(OnlineStore):
     """Feature rows as plain Redis hashes that any stream job can write (see module docstring)."""
 
@@ -255,11 +287,15 @@ class RedisHashOnlineStore(OnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
+        """Write Feast's rows through the script; every valid row is applied, then
+        ``errors.RowsRefusedError`` if the script refused any (stamped too far ahead)."""
         client = self.client(config)
+        refusals = _Refusals(table.name)
         for commands in self._write_commands(config, table, data):
-            self._run_writes(client, commands)
+            refusals.add(commands, self._run_writes(client, commands))
             if progress:
                 progress(len(commands))
+        refusals.raise_if_any()
 
     async def online_write_batch_async(
         self,
@@ -273,28 +309,36 @@ class RedisHashOnlineStore(OnlineStore):
 
             await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
             return
+        """``online_write_batch`` on the asyncio client (same rows, same refusals)."""
         client = await self.client_async(config)
+        refusals = _Refusals(table.name)
         for commands in self._write_commands(config, table, data):
-            for attempt in (1, 2):
-                if self._sha_async is None:
-                    self._sha_async = await client.script_load(contract.WRITE_SCRIPT)
-                try:
-                    async with client.pipeline(transaction=False) as pipe:
-                        for keys, args in contract.script_calls(commands):
-                            pipe.evalsha(self._sha_async, len(keys), *keys, *args)
-                        await pipe.execute()
-                    break
-                except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
-                    self._sha_async = None
-                    if attempt == 2:
-                        raise
+            refusals.add(commands, await self._run_writes_async(client, commands))
             if progress:
                 progress(len(commands))
+        refusals.raise_if_any()
+
+    async def _run_writes_async(self, client, commands: list[tuple[str, list]]) -> list:
+        """``_run_writes`` on the asyncio client (not a cluster): one result per row."""
+        for attempt in (1, 2):
+            if self._sha_async is None:
+                self._sha_async = await client.script_load(contract.WRITE_SCRIPT)
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for keys, args in contract.script_calls(commands):
+                        pipe.evalsha(self._sha_async, len(keys), *keys, *args)
+                    return [result for reply in await pipe.execute() for result in reply]
+            except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
+                self._sha_async = None
+                if attempt == 2:
+                    raise
+        return []
 
     def online_write_arrow(self, config: RepoConfig, table: FeatureView, batch: pa.Table | pa.RecordBatch) -> None:
         """Write materialized rows straight from an Arrow batch (``featurelib.materialization``
         calls this instead of ``online_write_batch``): the same hashes, without building a
-        ``ValueProto`` per value. Views ``arrow_rows`` cannot encode go through Feast's rows."""
+        ``ValueProto`` per value. Views ``arrow_rows`` cannot encode go through Feast's rows.
+        Refused rows raise ``errors.RowsRefusedError`` once every other row is written."""
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
         cfg: RedisHashOnlineStoreConfig = config.online_store
@@ -306,8 +350,10 @@ class RedisHashOnlineStore(OnlineStore):
             self.online_write_batch(config, table, utils._convert_arrow_to_proto(batch, table, join_keys), None)
             return
         client = self.client(config)
+        refusals = _Refusals(table.name)
         for chunk in commands:
-            self._run_writes(client, chunk)
+            refusals.add(chunk, self._run_writes(client, chunk))
+        refusals.raise_if_any()
 
     @staticmethod
     def life_ms(cfg: RedisHashOnlineStoreConfig, table: FeatureView) -> int:
@@ -387,17 +433,22 @@ class RedisHashOnlineStore(OnlineStore):
 
     def write_rows(self, config: RepoConfig, commands: list[tuple[str, list]]) -> list:
         """Write prepared ``(key, script args)`` pairs in one pipeline (the stream processor's path).
-        Returns 1 per written row, 0 where a newer row was already stored."""
+        Never raises for refused rows: returns the script's result per row, ``contract.WRITTEN`` (1),
+        ``OLDER`` (0, a newer row was stored), ``REFUSED_FUTURE`` (-1, stamped more than
+        ``contract.MAX_AHEAD_US`` µs ahead of the server's clock) or ``REFUSED_INVALID`` (-2)."""
         return self._run_writes(self.client(config), commands)
 
     # ------------------------------------------------------------------ reads
 
     def _rows(self, table: FeatureView, requested: list[str], results: list[list], now_us: int):
         """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
-        and the positions of rows older than the view's TTL."""
+        and the positions of rows older than the view's TTL. ``now_us``: the reader's clock, µs
+        since the epoch. A row stamped more than ``contract.MAX_AHEAD_US`` ahead of it is not
+        served: it reads as absent (NOT_FOUND), like a missing hash, until a write replaces it."""
         codecs = _read_codecs(table)
         decode = [codecs.decoders[name] for name in requested]
         ttl_us = int(codecs.ttl_seconds * 1_000_000)
+        latest_us = now_us + contract.MAX_AHEAD_US
         rows, stale = [], []
         for i, reply in enumerate(results):
             raw_ts = reply[0]
@@ -405,6 +456,9 @@ class RedisHashOnlineStore(OnlineStore):
                 rows.append((None, None))
                 continue
             event_us = int(raw_ts)
+            if event_us > latest_us:  # pinned in the future (a writer before the script's rule)
+                rows.append((None, None))
+                continue
             if ttl_us and now_us - event_us > ttl_us:
                 rows.append((contract.from_us(event_us), None))
                 stale.append(i)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND
 
@@ -206,19 +207,24 @@ def derive_transaction_stats(a: Mapping[str, np.ndarray]) -> dict[str, pa.Array]
 def derive_card_profile(a: Mapping[str, Any]) -> dict[str, pa.Array]:
     """Aggregates over 24h: ``n`` (count), ``s1``/``s2`` (sum of cents / of squared cents),
     ``countries`` (sorted distinct country lists), ``devices``/``merchants`` (distinct
-    counts), ``t_last`` (latest event time)."""
+    counts), ``t_last`` (latest event time).
+
+    ``s2`` exceeds int64 from ten amounts of 1e9 cents (the largest allowed), so it may be
+    given as float64: the float nearest to the exact integer sum, ties to even (Python's
+    ``float(int)``, which is what an int64 ``s2`` is converted to as well)."""
     n = np.asarray(a["n"])
     empty = n == 0
     nf = np.where(empty, 1.0, _f(n))
     mean = _f(a["s1"]) / nf
-    var = np.maximum(_f(a["s2"]) / nf - mean * mean, 0.0)
+    s2 = np.asarray(a["s2"])
+    var = np.maximum((s2 if s2.dtype == np.float64 else _f(s2)) / nf - mean * mean, 0.0)
     countries = a["countries"]
     if not isinstance(countries, (pa.Array, pa.ChunkedArray)):
         countries = pa.array(list(countries), pa.list_(pa.string()))
     return {
         "card_amount_avg_24h": _nullable(mean / 100.0, empty, pa.float64()),
         "card_amount_std_24h": _nullable(np.sqrt(var) / 100.0, empty, pa.float64()),
-        "card_distinct_countries_24h": pa.array(np.asarray(countries.value_lengths().fill_null(0)), pa.int64()),
+        "card_distinct_countries_24h": pa.array(pc.list_value_length(countries).fill_null(0).to_numpy(), pa.int64()),
         "card_countries_24h": countries,
         "card_distinct_devices_24h": pa.array(a["devices"], pa.int64()),
         "card_distinct_merchants_24h": pa.array(a["merchants"], pa.int64()),

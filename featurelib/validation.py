@@ -1,6 +1,6 @@
 """Health checks of a feature repository: the library behind ``feature_utils.py validate``.
 
-``validate(repo)`` runs six checks and returns a ``Report``:
+``validate(repo)`` runs seven checks and returns a ``Report``:
 
 1. **registry**: the file registry loads; what it holds and when it was last updated.
 2. **redis**: the online store answers ``PING``; round-trip time and server version.
@@ -10,7 +10,10 @@
    join keys, ``event_timestamp`` and every feature with the declared type.
 5. **online data**: for the entities most recently active offline, the online store
    holds values of every feature view; how old they are.
-6. **stream contract**: sampled Redis hashes of every view parse against its schema
+6. **online coverage**: a uniform sample of the entities whose latest offline row lies
+   within the view's ttl have a hash online; an estimate of the missing keys (a Redis
+   restarted empty fails here, while the most recent entities may look fine).
+7. **stream contract**: sampled Redis hashes of every view parse against its schema
    (``docs/STREAM_CONTRACT.md``); no hashes of unregistered views, none without TTL.
 
 A check ends ``ok``, ``warn`` or ``fail``; the report fails when any check fails.
@@ -36,12 +39,19 @@ from feast.diff.property_diff import TransitionType
 from feast.repo_contents import RepoContents
 from feast.type_map import feast_value_type_to_pa
 
-from featurelib import duck
+from featurelib import contract, duck
 from featurelib.repo import UserError, feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
 from featurelib.timeutil import format_age, format_us, now_us, to_us
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
+
+RESTORE_COMMAND = "python feature_utils.py restore-online"
+"""What rebuilds an online store that lost keys (``featurelib.restore``)."""
+COVERAGE_SAMPLE = 1000
+"""Entities per feature view whose keys the coverage check looks up."""
+COVERAGE_FAIL_BELOW = 0.99
+"""Share of sampled keys present online under which the coverage check fails (below 1: warns)."""
 
 
 @dataclass
@@ -320,13 +330,120 @@ def check_online(store: FeatureStore, sample: int = 50) -> Check:
             details.append(f"{view.name:<22} {len(present)}/{len(ids)} present, newest {format_age(ages[0])} old, "
                            f"oldest {format_age(ages[-1])} old")
     if empty:
-        return Check("online data", FAIL, f"no online values for {', '.join(empty)}: run `feast materialize-incremental`",
+        return Check("online data", FAIL, f"no online values for {', '.join(empty)}: run `{RESTORE_COMMAND}`",
                      details, {"views": data})
     partial = [v for v, d in data.items() if d["present"] < d["sampled"]]
     status = WARN if partial else OK
     summary = (f"{len(data)} views have online values" if not partial
                else f"{len(data)} views have online values; some recent entities are missing in {', '.join(partial)}")
     return Check("online data", status, summary, details, {"views": data})
+
+
+@dataclass
+class Coverage:
+    """How many of a view's expected online keys exist, from a sample.
+
+    ``population``: entities whose latest offline row at or before the check's instant is
+    at most the view's ttl old (all with a row, for a view without ttl): each should have a
+    hash online. ``sampled`` of them were looked up, ``present`` exist."""
+
+    view: str
+    population: int
+    sampled: int
+    present: int
+    seconds: float
+
+    @property
+    def share(self) -> float:
+        """Share of sampled keys present, 0 to 1 (1 when nothing was sampled)."""
+        return self.present / self.sampled if self.sampled else 1.0
+
+    @property
+    def estimated_missing(self) -> int:
+        """Missing keys over the whole population, extrapolated from the sample."""
+        return round(self.population * (self.sampled - self.present) / self.sampled) if self.sampled else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"population": self.population, "sampled": self.sampled, "present": self.present,
+                "missing": self.sampled - self.present, "share": round(self.share, 6),
+                "estimated_missing": self.estimated_missing, "seconds": round(self.seconds, 3)}
+
+
+def coverage_status(present: int, sampled: int) -> str:
+    """``fail`` below 99 % of the sampled keys present, ``warn`` below 100 %, else ``ok``."""
+    if present >= sampled:
+        return OK
+    return FAIL if present < COVERAGE_FAIL_BELOW * sampled else WARN
+
+
+def expected_online(store: FeatureStore, view: FeatureView, n: int, at_us: int) -> tuple[list[tuple], int]:
+    """A deterministic uniform sample of up to ``n`` entities that should have a hash online at
+    ``at_us`` (µs since the epoch), as tuples of join key values, and the size of their population.
+
+    The population is every entity whose latest offline row at or before ``at_us`` is at most
+    the view's ttl old: what a materialization up to ``at_us`` writes and the hash's TTL keeps.
+    Entities are ordered by a hash of their join keys, so the first ``n`` are a pseudo-random
+    sample that is the same on every run over the same data."""
+    keys = ", ".join(view.join_keys)
+    ts = view.batch_source.timestamp_field
+    ttl_us = int(view.ttl.total_seconds() * 1_000_000) if view.ttl else 0
+    recent = f"HAVING max({ts}) >= TIMESTAMPTZ '{format_us(at_us - ttl_us)}'" if ttl_us else ""
+    rows = duck.rows(
+        f"WITH population AS (SELECT {keys} FROM {duck.parquet(existing_offline_path(store, view))} "
+        f"WHERE {ts} <= TIMESTAMPTZ '{format_us(at_us)}' GROUP BY {keys} {recent}) "
+        f"SELECT {keys}, count(*) OVER () FROM population ORDER BY hash({keys}), {keys} LIMIT {int(n)}")
+    return [r[:-1] for r in rows], (rows[0][-1] if rows else 0)
+
+
+def keys_present(client: Any, keys: list[str]) -> int:
+    """How many of ``keys`` exist in Redis: one pipelined round trip of ``EXISTS``."""
+    if not keys:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for key in keys:  # one key per command: keys may live in different cluster slots
+        pipe.exists(key)
+    return sum(pipe.execute())
+
+
+def view_coverage(store: FeatureStore, view: FeatureView, client: Any, prefix: str, sample: int, at_us: int) -> Coverage:
+    """``Coverage`` of one view: sample its expected entities and look their keys up."""
+    started = time.perf_counter()
+    entities, population = expected_online(store, view, sample, at_us)
+    keys = [contract.hash_key(prefix, view.join_keys, values, view.name) for values in entities]
+    present = keys_present(client, keys)
+    return Coverage(view.name, population, len(keys), present, time.perf_counter() - started)
+
+
+def _coverage_summary(covs: list[Coverage], status: str) -> str:
+    sampled, present = sum(c.sampled for c in covs), sum(c.present for c in covs)
+    population, estimated = sum(c.population for c in covs), sum(c.estimated_missing for c in covs)
+    if status == OK:
+        return f"all {sampled:,} sampled keys present ({population:,} entities within ttl in {len(covs)} views)"
+    bad = [c.view for c in covs if coverage_status(c.present, c.sampled) == status]
+    text = (f"{sampled - present:,} of {sampled:,} sampled keys missing, about {estimated:,} of {population:,} "
+            f"in all (below {'99' if status == FAIL else '100'} %: {', '.join(bad)})")
+    return f"{text}: run `{RESTORE_COMMAND}`" if status == FAIL else f"{text}; `{RESTORE_COMMAND}` restores them"
+
+
+def check_coverage(store: FeatureStore, sample: int = COVERAGE_SAMPLE) -> Check:
+    """Are the keys the offline store implies online? Per view, up to ``sample`` entities
+    (``expected_online``) and one pipelined ``EXISTS`` round trip; fails below 99 %."""
+    prefix = getattr(store.config.online_store, "key_prefix", None)
+    if prefix is None:
+        return Check("online coverage", WARN, f"online store {store.config.online_store.type} does not use the "
+                     "stream contract's keys")
+    client, at = redis_client(store), now_us()
+    covs, details = [], []
+    for view in sorted(store.list_feature_views(), key=lambda v: v.name):
+        if not view.online or not offline_path(store, view).is_file():
+            continue  # no keys expected (the offline sources check reports a missing file)
+        cov = view_coverage(store, view, client, prefix, sample, at)
+        covs.append(cov)
+        details.append(f"{view.name:<22} {cov.present:,}/{cov.sampled:,} sampled keys present "
+                       f"({cov.share:.1%}; {cov.population:,} entities within ttl, ~{cov.estimated_missing:,} missing)")
+    status = max((coverage_status(c.present, c.sampled) for c in covs), key=[OK, WARN, FAIL].index, default=OK)
+    return Check("online coverage", status, _coverage_summary(covs, status), details,
+                 {"at": format_us(at), "views": {c.view: c.to_dict() for c in covs}})
 
 
 def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_000) -> Check:
@@ -337,8 +454,6 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
     missing ``_event_ts``, no expiry on a view with a TTL. Then scans up to
     ``scan_limit`` keys under the prefix for hashes of views that are not registered.
     """
-    from featurelib import contract
-
     cfg = store.config.online_store
     prefix = getattr(cfg, "key_prefix", None)
     if prefix is None:
@@ -419,8 +534,9 @@ def validate(store: FeatureStore) -> Report:
         checks.append(_guard("offline sources", lambda: check_offline(store)))
         if redis_ok:
             checks.append(_guard("online data", lambda: check_online(store)))
+            checks.append(_guard("online coverage", lambda: check_coverage(store)))
             checks.append(_guard("stream contract", lambda: check_contract(store)))
     return Report(str(store.repo_path), store.project, checks)
 
 
-__all__ = ["validate", "Report", "Check", "code_definitions", "online_values", "recent_entities", "to_us"]
+__all__ = ["validate", "Report", "Check", "Coverage", "check_coverage", "code_definitions", "online_values", "recent_entities", "to_us"]

@@ -86,7 +86,7 @@ def test_replay_through_redis_streams_serves_what_the_batch_job_computes(repo: P
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
     processor = StreamProcessor(cfg)
     stats = processor.run(until_idle_s=0.5)
-    assert stats.events == stats.accepted == sent and stats.too_late == stats.malformed == stats.duplicates == 0
+    assert stats.events == stats.accepted == sent and stats.too_late == stats.invalid == stats.duplicates == 0
     assert _landed_ids(repo) == _replay_ids(repo)
     assert _assert_online_equals_batch(repo, processor.core.clock) > 100
 
@@ -113,6 +113,7 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     cfg = _config(repo, clock="event", lateness_s=0, read_count=50, flush_seconds=3600, flush_rows=10**9)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
     first = StreamProcessor(cfg)
+    first.leases.take()
     first.ensure_groups()
     first.bootstrap()
     for _ in range(6):
@@ -121,6 +122,7 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     first.drain()
     for _ in range(6):
         first.tick()  # ...and more read and written to Redis, but not landed: then the process dies
+    first.leases.release()  # (a dead process's lease expires; tests/test_stream_faults.py kills real ones)
     client = redis_server.client()
     pending = sum(client.xpending(k, cfg.group)["pending"] for k in cfg.streams.values())
     assert pending > 0
@@ -135,21 +137,23 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
 def test_a_wall_clock_restart_writes_the_window_exits_it_missed(repo: Path, redis_server,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopped right after an event, restarted ten minutes later: the 5-minute exit that fell
-    while it was away must be written at once."""
+    while it was away must be written at once. (The first run's clock is set back ten minutes:
+    the write script refuses rows stamped ahead of Redis's own clock, so time cannot be faked
+    forward.)"""
     import featurelib.stream.processor as processor_module
 
-    cfg = _config(repo, clock="wall", lateness_s=5)
+    cfg = _config(repo, clock="wall", lateness_s=900)
     client = redis_server.client()
     prefix = load_store(repo).config.online_store.key_prefix
     key = f"{prefix}:card:card_w:transaction_stats_5m"
-    t = now_us()
+    t = now_us() - 10 * 60 * SECOND
     client.xadd(cfg.streams["transactions"], {"txn_id": "w1", "card_id": "card_w", "user_id": "u", "device_id": "d",
                                               "merchant_id": "m", "merchant_category": "grocery", "country": "US",
                                               "amount_cents": "100", "event_timestamp": str(t)})
-    StreamProcessor(cfg).run(until_idle_s=0.5)
+    with monkeypatch.context() as m:
+        m.setattr(processor_module, "now_us", lambda: t + SECOND)
+        StreamProcessor(cfg).run(until_idle_s=0.5)
     assert client.hget(key, "txn_count_5m") == b"1" and int(client.hget(key, "_event_ts")) == t
-    later = now_us() + 10 * 60 * SECOND
-    monkeypatch.setattr(processor_module, "now_us", lambda: later)
     StreamProcessor(cfg).run(until_idle_s=0.3)
     assert int(client.hget(key, "_event_ts")) == t + 5 * 60 * SECOND
     assert client.hget(key, "txn_count_5m") == b"0" and client.hget(key, "txn_count_30m") == b"1"
@@ -196,12 +200,12 @@ def test_late_malformed_and_duplicate_events(repo: Path, redis_server) -> None:
     client.xadd(key, {**good, "txn_id": "q4", "amount_cents": "12.50", "event_timestamp": str(base + 11 * SECOND)})
     client.xadd(key, {"txn_id": "q5", "event_timestamp": str(base + 12 * SECOND)})  # no card
     stats = StreamProcessor(cfg).run(until_idle_s=0.5)
-    assert (stats.events, stats.accepted, stats.too_late, stats.duplicates, stats.malformed) == (6, 2, 1, 1, 2)
+    assert (stats.events, stats.accepted, stats.too_late, stats.duplicates, stats.invalid) == (6, 2, 1, 1, 2)
     assert _landed_ids(repo) == {"q1", "q2"}
     quarantine = paths.data_dir(repo) / "quarantine" / "transactions"
     late = pd.concat([pd.read_parquet(p) for p in quarantine.rglob("late-*.parquet")])
     assert late.txn_id.tolist() == ["q3"]
-    malformed = pd.concat([pd.read_parquet(p) for p in quarantine.rglob("malformed-*.parquet")])
+    malformed = pd.concat([pd.read_parquet(p) for p in quarantine.rglob("invalid-*.parquet")])
     assert sorted(malformed.reason) == ["amount_cents is not a valid int64", "missing card_id, user_id, device_id, merchant_id, merchant_category, country, amount_cents"]
     prefix = load_store(repo).config.online_store.key_prefix
     row = client.hgetall(f"{prefix}:card:card_q:transaction_stats_5m")

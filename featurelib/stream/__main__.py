@@ -40,23 +40,50 @@ def cli() -> None:
                    "views, so one processor per stream splits the work across two cores.")
 @click.option("--until-idle", type=float, default=None, help="Stop after this many seconds without events.")
 @click.option("--max-events", type=int, default=None, help="Stop after this many events.")
+@click.option("--standby", is_flag=True,
+              help="When another processor consumes a stream of this group: wait, and take over when it stops "
+                   "(default: refuse to start).")
+@click.option("--lease-ttl", "lease_ttl_s", default=10.0, show_default=True,
+              help="Seconds after which a processor that stopped renewing its lease is taken over.")
+@click.option("--reconnect-timeout", "reconnect_timeout_s", type=float, default=None,
+              help="Give up (exit 2) when Redis stays unreachable this many seconds. Default: keep waiting.")
 def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, consumer: str, kinds: tuple[str, ...],
-        until_idle: float | None, max_events: int | None) -> None:
+        until_idle: float | None, max_events: int | None, standby: bool, lease_ttl_s: float,
+        reconnect_timeout_s: float | None) -> None:
     """Consume events, write fresh features to Redis, land events as Parquet.
 
-    Entries are acknowledged once their events are written to data/raw/<stream>/stream/;
-    a restarted processor rebuilds its state from Parquet and re-reads what it had not
-    acknowledged. Stop with Ctrl-C (everything pending is landed and acknowledged first).
+    Entries are acknowledged once their rows are written and their events are in
+    data/raw/<stream>/stream/; a restarted processor rebuilds its state from Parquet and
+    re-reads what it had not acknowledged. Invalid entries go to data/quarantine/. When
+    Redis goes away, it waits and goes on. One processor per stream and group: a second
+    one refuses to start, or waits with --standby. Stop with Ctrl-C (everything pending is
+    landed and acknowledged first).
+
+    Exit codes: 0 done, 2 an operational error (one line: credentials refused, Redis away
+    longer than --reconnect-timeout, another processor holds a stream, an unreadable raw
+    file, or Redis lost data during the run).
     """
+    import redis
+
+    from featurelib.errors import OperationalError, first_line
+    from featurelib.repo import UserError
     from featurelib.stream.events import STREAMS
     from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 
     repo = repo or paths.default_repo()
     streams = {k: v for k, v in STREAMS.items() if not kinds or k in kinds}
-    processor = StreamProcessor(ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock,
-                                                lateness_s=lateness_s, timer_ms=timer_ms, streams=streams),
-                                log=lambda m: click.echo(m, err=True))
-    processor.run(until_idle_s=until_idle, max_events=max_events)
+    config = ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock, lateness_s=lateness_s,
+                             timer_ms=timer_ms, streams=streams, standby=standby, lease_ttl_s=lease_ttl_s,
+                             reconnect_timeout_s=reconnect_timeout_s)
+    try:
+        processor = StreamProcessor(config, log=lambda m: click.echo(m, err=True))
+        stats = processor.run(until_idle_s=until_idle, max_events=max_events)
+    except UserError as exc:
+        raise OperationalError(str(exc)) from None
+    except redis.RedisError as exc:
+        raise OperationalError(f"Redis error: {first_line(exc)}") from None
+    if stats.redis_lost:
+        raise OperationalError(stats.redis_lost[0])
 
 
 @cli.command()

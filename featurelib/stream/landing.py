@@ -10,6 +10,7 @@ in another partition and the batch job counts each event id once.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class Landing:
                 p.quarantine.setdefault(reason, []).append(table)
         p.ids.extend(ids)
 
+    def last_landed_id(self, kind: str) -> tuple[int, int] | None:
+        """The highest entry id of ``kind``'s stream landed or quarantined so far (see ``last_landed_id``)."""
+        return last_landed_id(self.raw_dir / kind / "stream", self.quarantine_dir / kind)
+
     def due(self) -> bool:
         rows = sum(p.rows for p in self.pending.values())
         waiting = any(p.ids for p in self.pending.values())
@@ -79,6 +84,22 @@ class Landing:
                 self.files += 1
             done[kind] = p.ids
         return done
+
+
+_NAME = re.compile(r"(\d+)-(\d+)_(\d+)-(\d+)_[0-9a-f]{8}\.parquet$")
+
+
+def last_landed_id(*directories: Path) -> tuple[int, int] | None:
+    """The highest stream entry id whose event was landed or quarantined under ``directories``
+    (from the partition names, ``..._<first id>_<last id>_<nonce>.parquet``), as (ms, seq)."""
+    best = None
+    for directory in directories:
+        for path in directory.rglob("*.parquet") if directory.is_dir() else ():
+            match = _NAME.search(path.name)
+            if match:
+                last = (int(match.group(3)), int(match.group(4)))
+                best = last if best is None or last > best else best
+    return best
 
 
 def _safe(stream_id: bytes) -> str:

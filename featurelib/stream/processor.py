@@ -3,14 +3,26 @@
 Each iteration reads from ``events:transactions`` and ``events:clickstream`` through a
 consumer group, decodes the entries, lets ``StreamCore`` compute the changed rows,
 writes the newest row of every changed (entity, feature view) through the stream
-contract, and lands the events as Parquet. Entries are acknowledged only after their
-events are on disk, so a processor that stops or crashes loses nothing: on restart it
-rebuilds its window state from the landed Parquet, reads the entries it had not
-acknowledged, and processes them again, which changes nothing (rows are rewritten with
-the same timestamps, event ids count once).
+contract, and lands the events as Parquet. Entries are acknowledged only after their rows
+are written and their events are on disk, so a processor that stops or crashes loses
+nothing: on restart it rebuilds its window state from the landed Parquet, reads the entries
+it had not acknowledged, and processes them again, which changes nothing (rows are
+rewritten with the same timestamps, event ids count once).
 
-One processor consumes a stream: window state is per entity, and Redis consumer groups
-do not route by key (shard streams by entity to scale out).
+**Nothing in an entry can stop it.** Entries that break the raw-event schema
+(``featurelib.stream.events``) are quarantined with their bytes and acknowledged.
+
+**Redis may go away.** When a command fails because Redis is unreachable (restarted,
+failed over, the network), the processor drops its in-memory state, waits for Redis with
+backoff, and starts over as after a restart: everything not acknowledged is read again.
+With an append-only file (``appendonly yes``, ``appendfsync everysec``) nothing is lost.
+Without persistence a restarted Redis has lost the backlog and the online store; the
+processor detects it (its consumer group is gone, or the stream ends before what it had
+landed) and reports it, and ``feature_utils.py restore-online`` rebuilds the online store.
+
+**One processor per stream** (``featurelib.stream.lease``): window state is per entity, and
+Redis consumer groups do not route by key, so a second processor for the same stream and
+group refuses to start, or waits as a standby (shard streams by entity to scale out).
 """
 
 from __future__ import annotations
@@ -27,15 +39,19 @@ from pathlib import Path
 
 import numpy as np
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
-from featurelib import duck, paths
-from featurelib.batch import raw_files
+from featurelib import contract, paths
+from featurelib.errors import OperationalError, first_line
 from featurelib.online_store import make_client
-from featurelib.raw_events import ID_FIELD, SCHEMAS
-from featurelib.repo import load_store, quiet
+from featurelib.raw_events import SCHEMAS
+from featurelib.raw_reader import RawEvents
+from featurelib.repo import load_store, quiet, redis_address
 from featurelib.stream.core import StreamCore
 from featurelib.stream.events import STREAMS, decode
 from featurelib.stream.landing import Landing
+from featurelib.stream.lease import Leases
 from featurelib.stream.sink import RowWriter
 from featurelib.timeutil import SECOND, now_us
 
@@ -44,6 +60,25 @@ BACKGROUND_WRITES_FROM = 1_000
 
 GC_EVERY_S = 30.0
 """While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
+
+RECONNECT_BACKOFF_S = (0.1, 5.0)
+"""Waits between attempts to reach Redis again: from the first, doubling, up to the second."""
+
+SOCKET_TIMEOUT_S = 60.0
+"""A Redis command that gets no answer for this long counts as Redis being unreachable."""
+
+
+def connection_lost(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) says Redis could not be reached; wrong credentials
+    are not a lost connection."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, redis.AuthenticationError):
+            return False
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 @contextlib.contextmanager
@@ -86,6 +121,12 @@ class ProcessorConfig:
     flush_rows: int = 100_000
     flush_seconds: float = 2.0
     streams: dict[str, str] = field(default_factory=lambda: dict(STREAMS))
+    standby: bool = False
+    """When another processor holds a stream's lease: wait and take over when it stops (else refuse)."""
+    lease_ttl_s: float = 10.0
+    """A processor that stops renewing its lease loses it after this long (a standby takes over)."""
+    reconnect_timeout_s: float | None = None
+    """Give up when Redis stays unreachable this long (None: never)."""
 
 
 @dataclass
@@ -94,8 +135,11 @@ class Stats:
     accepted: int = 0
     too_late: int = 0
     duplicates: int = 0
-    malformed: int = 0
+    invalid: int = 0
     rows_written: int = 0
+    rows_refused: int = 0  # refused by the write script (stamped too far ahead of Redis's clock)
+    reconnects: int = 0
+    redis_lost: list[str] = field(default_factory=list)  # what Redis lost while this processor was away
     steps: int = 0
     started: float = field(default_factory=time.monotonic)
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
@@ -112,8 +156,10 @@ class Stats:
         lat = f", event-to-servable p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
         if self.step_ms:
             lat += f"; {self.steps:,} steps, p50 {self.percentile(50, self.step_ms):.1f} ms p99 {self.percentile(99, self.step_ms):.1f} ms"
+        extra = f", {self.rows_refused:,} refused" if self.rows_refused else ""
+        extra += f"; reconnected {self.reconnects}x" if self.reconnects else ""
         return (f"{self.events:,} events ({self.events / elapsed:,.0f}/s): {self.accepted:,} applied, {self.too_late:,} too late, "
-                f"{self.duplicates:,} duplicates, {self.malformed:,} malformed; {self.rows_written:,} rows written{lat}")
+                f"{self.duplicates:,} duplicates, {self.invalid:,} invalid; {self.rows_written:,} rows written{extra}{lat}")
 
 
 class StreamProcessor:
@@ -127,32 +173,48 @@ class StreamProcessor:
         self.redis = make_client(self.store.config.online_store)
         self.redis.set_response_callback("XREADGROUP", _raw_streams)
         self.writer = RowWriter(self.store)
-        self.core = StreamCore(int(cfg.lateness_s * SECOND), kinds=tuple(cfg.streams))
-        self.landing = Landing(paths.raw_dir(cfg.repo), paths.data_dir(cfg.repo) / "quarantine",
-                               cfg.flush_rows, cfg.flush_seconds)
+        for client in (self.redis, self.writer.client):
+            _fail_fast(client)
+        self.address = redis_address(self.store)
+        self.leases = Leases(self.redis, cfg.group, list(cfg.streams.values()), cfg.consumer, cfg.lease_ttl_s, self.log)
         self.stats = Stats()
-        # After a restart, entries delivered earlier but not acknowledged come first; the
-        # cursor walks through them (they stay pending until their events are landed).
-        self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in cfg.streams.values()}
-        self._unread = {k: ">" for k in cfg.streams.values()}  # XREADGROUP: entries never delivered
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-io")
+        self._lander = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-land")
+        self._stop = False
+        self._reset()
+
+    def _reset(self) -> None:
+        """The in-memory state of a start: empty windows, nothing pending, every entry not
+        acknowledged to be read again (after a restart or a lost connection)."""
+        self.core = StreamCore(int(self.cfg.lateness_s * SECOND), kinds=tuple(self.cfg.streams))
+        self.landing = Landing(paths.raw_dir(self.cfg.repo), paths.data_dir(self.cfg.repo) / "quarantine",
+                               self.cfg.flush_rows, self.cfg.flush_seconds)
+        # Entries delivered earlier but not acknowledged come first; the cursor walks through
+        # them (they stay pending until their events are landed).
+        self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in self.cfg.streams.values()}
+        self._unread = {k: ">" for k in self.cfg.streams.values()}  # XREADGROUP: entries never delivered
         self._read_ahead: Future | None = None
         self._io_jobs: deque[Future] = deque()
-        self._lander = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-land")
         self._land_jobs: deque[Future] = deque()
         self._io_error: Exception | None = None
-        self._stop = False
         self._last_step = 0.0
         self._arrival_floor: dict[str, int] = {}  # wall clock: no unread entry arrived earlier
 
     # ------------------------------------------------------------------ setup
 
     def ensure_groups(self) -> None:
-        """Create the consumer groups, and take over entries left pending under other consumer
-        names (a renamed or dead processor), so that they are landed too."""
-        for key in self.cfg.streams.values():
-            with contextlib.suppress(redis.ResponseError):  # BUSYGROUP: it exists
+        """Create the consumer groups, check that Redis kept what was landed from them, and
+        take over entries left pending under other consumer names (a renamed or dead
+        processor: this one holds the lease), so that they are landed too."""
+        for kind, key in self.cfg.streams.items():
+            try:
                 self.redis.xgroup_create(key, self.cfg.group, id="0", mkstream=True)
+                created = True
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+                created = False
+            self._check_kept(kind, key, created)
             start = "0-0"
             while True:
                 reply = self.redis.xautoclaim(key, self.cfg.group, self.cfg.consumer, min_idle_time=0,
@@ -160,6 +222,32 @@ class StreamProcessor:
                 start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
                 if start == "0-0":
                     break
+
+    def _check_kept(self, kind: str, key: str, created: bool) -> None:
+        """Report when Redis lost entries of ``key`` that this processor had seen: its consumer
+        group was missing, or the stream ends before the last entry landed from it."""
+        landed = self.landing.last_landed_id(kind)
+        if landed is None:
+            return
+        last = _entry_id(self.redis.xinfo_stream(key)["last-generated-id"])
+        if created:
+            what = f"its consumer group {self.cfg.group!r} was gone"
+        elif last < landed:
+            what = f"it ends at entry {last[0]}-{last[1]}, before entry {landed[0]}-{landed[1]} that was landed"
+        else:
+            return
+        message = (f"Redis at {self.address} lost data of {key}: {what}. It was restarted without persistence (or "
+                   f"from an old snapshot): entries added and not landed before that are lost, and online rows "
+                   f"may be missing. Run Redis with appendonly yes, and `python feature_utils.py restore-online`.")
+        self.stats.redis_lost.append(message)
+        self.log(f"ERROR: {message}")
+
+    def warn_if_not_durable(self) -> None:
+        """Say so when Redis keeps no append-only file: a restart would lose the backlog."""
+        with contextlib.suppress(redis.RedisError):
+            if not int(self.redis.info("persistence").get("aof_enabled", 1)):
+                self.log(f"warning: Redis at {self.address} keeps no append-only file (appendonly no): a restart "
+                         f"loses the unconsumed backlog and the online store (see the README's stream section)")
 
     def bootstrap(self) -> int:
         """Rebuild window state from the events already landed (generated and streamed).
@@ -169,19 +257,15 @@ class StreamProcessor:
         to now). Rows rewritten with their own timestamps are unchanged."""
         loaded = 0
         for kind, buffer in self.core.buffers.items():
-            files = raw_files(paths.raw_dir(self.cfg.repo), kind)
-            if not files:
+            raw = RawEvents.scan(paths.raw_dir(self.cfg.repo), kind)  # invalid events left out, as the batch job does
+            if not raw.files:
                 continue
-            paths_sql = ", ".join(f"'{p.as_posix()}'" for p in files)
-            clock = duck.one(f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) "
-                             f"FROM read_parquet([{paths_sql}], union_by_name = true)")[0]
+            clock = raw.newest_us()
             # An hour more than the windows need: entries read after a restart may trail it.
             since = clock - self.core.lateness_us - buffer.horizon_us - 3600 * SECOND
-            cols = ", ".join(f.name for f in SCHEMAS[kind])
-            table = duck.arrow(
-                f"SELECT {cols} FROM read_parquet([{paths_sql}], union_by_name = true) "
-                f"WHERE epoch_us(event_timestamp) > {int(since)} "
-                f"QUALIFY row_number() OVER (PARTITION BY {ID_FIELD[kind]}) = 1 ORDER BY event_timestamp")
+            with raw.connect() as con:
+                table = con.sql(raw.relation(SCHEMAS[kind].names, f"epoch_us(event_timestamp) > {int(since)}")
+                                + " ORDER BY event_timestamp").to_arrow_table()
             buffer.add(table.cast(SCHEMAS[kind]))
             loaded += table.num_rows
             self.core.clock[kind] = max(self.core.clock[kind], clock)
@@ -251,7 +335,7 @@ class StreamProcessor:
         for kind, items in entries.items():
             decoded = decode(kind, items)
             self.stats.events += len(items)
-            self.stats.malformed += len(decoded.malformed_ids)
+            self.stats.invalid += len(decoded.invalid_ids)
             new[kind] = (decoded, decoded.arrival_us if self.cfg.clock == "wall" else None)
             arrivals.append(decoded.arrival_us)
         clock = now_us() if self.cfg.clock == "wall" else None
@@ -267,9 +351,9 @@ class StreamProcessor:
             self.stats.accepted += accepted.num_rows if accepted is not None else 0
             self.stats.too_late += late.num_rows if late is not None else 0
             quarantine = {"late": late} if late is not None else {}
-            if decoded.malformed.num_rows:
-                quarantine["malformed"] = decoded.malformed
-            self.landing.add(kind, decoded.event_ids + decoded.malformed_ids, accepted, quarantine)
+            if decoded.invalid.num_rows:
+                quarantine["invalid"] = decoded.invalid
+            self.landing.add(kind, decoded.event_ids + decoded.invalid_ids, accepted, quarantine)
         self.stats.duplicates += result.duplicates
         self.stats.steps += 1
         self._phase("land", t)
@@ -314,10 +398,16 @@ class StreamProcessor:
 
     def _send(self, commands: list, arrived_us: np.ndarray | None) -> None:
         try:
-            self.stats.rows_written += self.writer.send(commands)
+            results = self.writer.send(commands)
         except Exception as e:
             self._io_error = e  # no acknowledgement may follow (see _ack)
             raise
+        refused = sum(1 for r in results if r < 0)
+        self.stats.rows_written += len(results) - refused
+        if refused:
+            self.stats.rows_refused += refused
+            self.log(f"warning: Redis refused {refused} row(s) stamped more than "
+                     f"{contract.MAX_AHEAD_US / SECOND:g} s ahead of its clock (is this machine's clock ahead of Redis's?)")
         if arrived_us is not None and len(arrived_us):
             self.stats.latencies_ms.extend(((now_us() - arrived_us) / 1000).tolist())
 
@@ -326,17 +416,16 @@ class StreamProcessor:
             raise RuntimeError("events not acknowledged: a write to Redis failed") from self._io_error
         pipe = self.redis.pipeline(transaction=False)
         for kind, ids in ids_by_kind.items():
-            key = self.cfg.streams[kind]
-            for start in range(0, len(ids), 10_000):
-                pipe.xack(key, self.cfg.group, *ids[start:start + 10_000])
-        if len(pipe):
-            pipe.execute()
+            self.leases.ack(pipe, self.cfg.streams[kind], ids)
+        if len(pipe) and any(reply == -1 for reply in pipe.execute()):
+            self.leases.lost = self.leases.lost or "another processor holds the lease: acknowledgements refused"
+            self.leases.check()
 
     def flush(self) -> None:
         """Land the buffered events as Parquet, then acknowledge them, on the landing thread:
-        a flush writes files for tens of milliseconds, which would stall the steps. The
-        acknowledgement waits for the writes to Redis submitted before it, so an acknowledged
-        event is landed and served."""
+        a flush writes files for tens of milliseconds, which would stall the steps. Landing
+        waits for the writes to Redis submitted before it, so a landed event is served (a
+        restart treats landed events as done) and an acknowledged one is landed and served."""
         t = time.perf_counter()
         pending = self.landing.take()
         if pending:
@@ -344,15 +433,16 @@ class StreamProcessor:
         self._phase("flush", t)
 
     def _land(self, pending: dict, writes: list[Future]) -> None:
-        landed = self.landing.write(pending)
         for write in writes:
-            write.result()  # a failed write raises here: nothing more is acknowledged
+            write.result()  # a failed write raises here: nothing more is landed or acknowledged
+        landed = self.landing.write(pending)
         if landed:
             self._ack(landed)
 
     def tick(self) -> bool:
         """One iteration: read, compute, write, land and acknowledge when due. True if
         events were read."""
+        self.leases.check()
         with _gc_paused():
             entries = self.read(self._block_ms())
             due = self.core.next_change_point() if self.cfg.clock == "wall" else None
@@ -374,12 +464,49 @@ class StreamProcessor:
     def run(self, *, until_idle_s: float | None = None, max_events: int | None = None,
             progress_s: float = 5.0) -> Stats:
         """Process until stopped (SIGINT/SIGTERM), idle for ``until_idle_s`` seconds, or
-        ``max_events`` consumed. Lands and acknowledges everything before returning; after an
-        error (Redis unreachable, a failed write) it acknowledges nothing more, so the entries
-        not known to be served stay pending for the next start."""
+        ``max_events`` consumed. Lands and acknowledges everything before returning.
+
+        When Redis becomes unreachable, waits for it (see the module docstring) and goes on.
+        After any other error it acknowledges nothing more, so the entries not known to be
+        served stay pending for the next start. Raises ``OperationalError`` (one line) when
+        another processor holds a stream, Redis refuses the credentials, or stays away longer
+        than ``reconnect_timeout_s``."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not in the main thread
                 signal.signal(sig, self.stop)
+        try:
+            self._take_leases()
+            self.warn_if_not_durable()
+            while True:
+                try:
+                    self._run_once(until_idle_s, max_events, progress_s)
+                    return self.stats
+                except Exception as exc:
+                    if not connection_lost(exc) or self._stop:
+                        raise
+                    self._abandon()
+                    self._wait_for_redis(exc)
+                    self.stats.reconnects += 1
+        finally:
+            self.leases.release()
+            self.log(self.stats.line())
+            self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
+
+    def _take_leases(self) -> None:
+        """Wait for Redis, then take every stream's lease (waiting for it as a standby)."""
+        error: BaseException | None = None
+        while True:
+            self._wait_for_redis(error)
+            try:
+                self.leases.take(standby=self.cfg.standby)
+                return
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                error = exc
+
+    def _run_once(self, until_idle_s: float | None, max_events: int | None, progress_s: float) -> None:
+        """One start: take over pending entries, rebuild the state, consume until done."""
         self.ensure_groups()
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
@@ -403,19 +530,67 @@ class StreamProcessor:
                     if time.monotonic() - last_progress >= progress_s:
                         self.log(self.stats.line())
                         last_progress = time.monotonic()
+            self.flush()
+            self.drain()
             failed = False
         finally:
-            if self._read_ahead is not None:  # let it finish; its entries stay pending if not processed
-                with contextlib.suppress(Exception):
-                    self._read_ahead.result()
-            if failed:  # let the I/O thread finish; the error on its way out is the one to report
-                with contextlib.suppress(Exception):
-                    self.drain()
-            else:
-                self.flush()
-                self.drain()
+            if failed:
+                self._abandon()
             gc.unfreeze()
-            self.log(self.stats.line())
-            self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
-        return self.stats
 
+    def _abandon(self) -> None:
+        """Let the threads finish what they started (their errors are the one already being
+        reported), then forget everything not acknowledged: it stays pending in Redis."""
+        for job in [self._read_ahead, *self._io_jobs, *self._land_jobs]:
+            if job is not None:
+                with contextlib.suppress(Exception):
+                    job.result()
+        self._reset()
+
+    def _wait_for_redis(self, error: BaseException | None) -> None:
+        """Return once Redis answers PING, waiting with growing pauses; ``OperationalError`` on
+        refused credentials or after ``reconnect_timeout_s``. ``error``: what lost the connection."""
+        started = time.monotonic()
+        delay, cap = RECONNECT_BACKOFF_S
+        if error is not None:
+            self.log(f"Redis at {self.address} unreachable ({first_line(error)}): reconnecting; entries not "
+                     f"acknowledged will be read again")
+        while True:
+            try:
+                self.redis.ping()
+                if error is not None:
+                    self.log(f"Redis at {self.address} answers again after {time.monotonic() - started:.1f} s")
+                return
+            except redis.AuthenticationError as exc:
+                raise OperationalError(f"Redis at {self.address} refused the credentials ({first_line(exc)}): "
+                                       f"check REDIS_PASSWORD or the password in REDIS_CONNECTION_STRING") from None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if error is None:
+                    error = exc
+                    self.log(f"waiting for Redis at {self.address} ({first_line(exc)})")
+                waited = time.monotonic() - started
+                timeout = self.cfg.reconnect_timeout_s
+                if timeout is not None and waited >= timeout:
+                    raise OperationalError(f"Redis at {self.address} unreachable for {waited:.0f} s "
+                                           f"({first_line(exc)}); giving up") from None
+                if self._stop:
+                    raise OperationalError(f"stopped while Redis at {self.address} was unreachable") from None
+                time.sleep(delay if timeout is None else min(delay, max(timeout - waited, 0.01)))
+                delay = min(delay * 2, cap)
+
+
+def _fail_fast(client) -> None:
+    """A command on a connection Redis dropped fails after one quick retry (the processor then
+    reconnects itself), and a command without an answer for ``SOCKET_TIMEOUT_S`` fails."""
+    with contextlib.suppress(AttributeError):
+        client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), 1))
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        for name, seconds in (("socket_timeout", SOCKET_TIMEOUT_S), ("socket_connect_timeout", 5.0)):
+            if pool.connection_kwargs.get(name) is None:
+                pool.connection_kwargs[name] = seconds
+
+
+def _entry_id(value: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (value.decode() if isinstance(value, bytes) else value).partition("-")
+    return int(ms), int(seq or 0)

@@ -44,8 +44,14 @@ class RowWriter:
             out += commands if commands is not None else self.commands(view, rows, now_us)
         return out
 
-    def send(self, commands: list[tuple[str, list]]) -> int:
-        """Write ``commands`` through the contract's script, pipelined; returns how many rows."""
-        if commands:
-            self.online.write_rows(self.config, commands)
-        return len(commands)
+    @property
+    def client(self):
+        """The online store's Redis client, which the writes use."""
+        return self.online.client(self.config)
+
+    def send(self, commands: list[tuple[str, list]]) -> list[int]:
+        """Write ``commands`` through the contract's script, pipelined; returns the script's
+        result per row (1 written, 0 a newer row kept, negative refused: ``contract``)."""
+        if not commands:
+            return []
+        return [int(r) for r in self.online.write_rows(self.config, commands)]
