@@ -13,6 +13,7 @@ import redis
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from featurelib import contract
+from featurelib.errors import RowsRefusedError
 from featurelib.redis_server import RedisServer, free_port, redis_server_binary
 from tests.conftest import Repo
 from tests.toy import TTL, now, read, rows, toy_store, two_writer_race
@@ -95,7 +96,8 @@ def test_newer_wins_older_is_ignored_equal_is_idempotent(store, server: RedisSer
 def test_equal_event_timestamps_are_decided_by_the_created_timestamp(server: RedisServer) -> None:
     client = server.client()
     sha = client.script_load(contract.WRITE_SCRIPT)
-    key, e = "features:item:a:items", 1_800_000_000_000_000
+    seconds, micros = client.time()
+    key, e = "features:item:a:items", (seconds - 3600) * 1_000_000 + micros  # an hour ago: the script refuses the future
 
     def write(event_us: int, created_us: int, n: int) -> int:
         return client.evalsha(sha, 1, key, *contract.write_args(event_us, created_us, 0, [("n", str(n))]))[0]
@@ -251,6 +253,10 @@ def test_redis_cluster(tmp_path: Path) -> None:
         assert read(store, ids, ["items:n"]).to_dict()["n"] == list(range(30))
         assert sum(len(list(n.client().scan_iter("features:*"))) for n in nodes) == 30
         assert all(list(n.client().scan_iter("features:*")) for n in nodes), "keys spread over the nodes"
+        # A row stamped in 2035 is refused on its node; the rows on the other nodes are written.
+        with pytest.raises(RowsRefusedError, match="refused 1 row of feature view items"):
+            store.write_to_online_store("items", rows(ids[:3], [now(), now().replace(year=2035), now()], n=[100, 101, 102]))
+        assert read(store, ids[:3], ["items:n"]).to_dict()["n"] == [100, 1, 102]
         from featurelib.skew import sample_online_entities  # skew-audit's SCAN visits every primary
 
         assert sorted(sample_online_entities(store, store.get_feature_view("items"), None, 1e6)) == sorted(ids)
