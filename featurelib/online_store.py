@@ -304,12 +304,12 @@ class RedisHashOnlineStore(OnlineStore):
         data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]],
         progress: Callable[[int], Any] | None,
     ) -> None:
+        """``online_write_batch`` on the asyncio client (same rows, same refusals)."""
         if config.online_store.redis_type == RedisType.redis_cluster:  # see _run_writes_cluster
             import asyncio
 
             await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
             return
-        """``online_write_batch`` on the asyncio client (same rows, same refusals)."""
         client = await self.client_async(config)
         refusals = _Refusals(table.name)
         for commands in self._write_commands(config, table, data):
