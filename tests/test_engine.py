@@ -72,3 +72,14 @@ def test_no_events_gives_an_empty_table_with_the_schema(view: s.ViewSemantics) -
     assert out.num_rows == 0
     assert out.schema == engine.output_schema(view)
     assert out.schema.names == [view.join_key, "event_timestamp", *view.features]
+
+
+def test_window_sums_stay_exact_when_running_sums_wrap() -> None:
+    """``Timeline.total`` keeps running sums in int64, which wrap around; a window sum (the
+    difference of two) is exact while the window's true sum fits int64."""
+    keys = np.arange(40, dtype=np.int64)
+    values = np.full(40, 1 << 60, np.int64) - np.arange(40)  # the running sum wraps 5 times
+    tl = engine.Timeline([keys, keys + 7])
+    window = tl.total(0, values) - tl.total(1, values)
+    expected = [sum(int(v) for k, v in zip(keys, values) if key - 7 < k <= key) for key in tl.keys.tolist()]
+    assert window.tolist() == expected and max(expected) == 7 * (1 << 60) - sum(range(7))

@@ -92,3 +92,17 @@ def test_time_range_filter_keeps_exact_rows(view: s.ViewSemantics) -> None:
     lo, hi = times[len(times) // 4], times[3 * len(times) // 4]
     part = feature_rows(compute_view(view, events, since_us=lo, until_us=hi))
     assert part == [r for r in full if lo <= r["event_timestamp"] <= hi]
+
+
+def test_card_profile_takes_the_sum_of_squares_as_int64_or_its_exactly_rounded_float() -> None:
+    """The engine hands ``s2`` over as float64 (it can exceed int64); below 2**63 that must be the
+    same as handing over the integer."""
+    rng = np.random.default_rng(2)
+    cents = [rng.integers(0, 1_000_000_000, int(k)).tolist() for k in rng.integers(1, 9, 50)]
+    a = {"n": np.array([len(c) for c in cents]), "s1": np.array([sum(c) for c in cents]),
+         "countries": [["US"]] * 50, "devices": np.ones(50, np.int64), "merchants": np.ones(50, np.int64),
+         "t_last": np.zeros(50, np.int64)}
+    s2 = [sum(x * x for x in c) for c in cents]
+    as_int = s.derive_card_profile({**a, "s2": np.array(s2, np.int64)})
+    as_float = s.derive_card_profile({**a, "s2": np.array([float(x) for x in s2])})
+    assert all(as_int[f].equals(as_float[f]) for f in s.CARD_PROFILE.features)
