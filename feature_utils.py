@@ -65,6 +65,7 @@ def cli(ctx: click.Context, repo: Path) -> None:
       python feature_utils.py freshness                     # data as fresh as each view declares?
       python feature_utils.py drift                         # distributions shifted?
       python feature_utils.py skew-audit                    # online equal to offline, at scale?
+      python feature_utils.py restore-online                # rebuild an online store that lost keys
       python feature_utils.py spec --feature-service fraud_detection
 
     The Redis connection comes from REDIS_CONNECTION_STRING (default localhost:6379).
@@ -291,6 +292,27 @@ def skew_audit(ctx: click.Context, entities: int, all_entities: bool, max_keys_p
     _require_redis(store)
     emit(run(store, per_view=None if all_entities else entities, max_keys_per_second=max_keys_per_second,
              max_mismatch_rate=max_mismatch_rate, views=_views(store, views)), as_json)
+
+
+@cli.command("restore-online")
+@click.option("--skip-build", is_flag=True,
+              help="The offline files are current: materialize them without recomputing them from data/raw.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@one_line_errors
+def restore_online(ctx: click.Context, skip_build: bool, as_json: bool) -> None:
+    """Rebuild the online store after it lost keys (a Redis restarted without persistence).
+
+    Recomputes every view's offline file from data/raw (unless --skip-build), then
+    materializes every view from its earliest offline row to now through Feast. Rows
+    already newer online are kept. Reports each view's keys before and after. Run it when
+    `validate` reports missing online coverage; `feast materialize-incremental` restores
+    only the rows that changed since its last run.
+    """
+    from featurelib.restore import restore_online as run
+
+    store = _store(ctx)
+    emit(run(store, build=not skip_build, progress=lambda line: click.echo(line, err=True)), as_json)
 
 
 @cli.command()
