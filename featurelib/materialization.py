@@ -25,6 +25,7 @@ batch of the view is written.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -54,30 +55,53 @@ def source_path(view: FeatureView) -> Path | None:
     return None if "://" in path else Path(path)
 
 
-def check_source_files(view: FeatureView) -> None:
-    """Read the footer of every Parquet file of the view's batch source: ``UnreadableFileError``
-    naming the first that does not open. A missing path is left to the offline store."""
+def _parquet_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+
+
+def _read_through(file: Path) -> None:
+    """Decode every page of a Parquet file, one batch at a time (nothing kept)."""
+    for _ in pq.ParquetFile(file).iter_batches():
+        pass
+
+
+def check_source_files(view: FeatureView, whole: bool = False) -> None:
+    """Read the footer (``whole``: every page) of each Parquet file of the view's batch source;
+    ``UnreadableFileError`` naming the first that fails. A missing path is left to the offline store."""
     path = source_path(view)
     if path is None or not path.exists():
         return
-    for file in [path] if path.is_file() else sorted(path.rglob("*.parquet")):
+    for file in _parquet_files(path):
         try:
-            pq.read_metadata(file)
+            if whole:
+                _read_through(file)
+            else:
+                pq.read_metadata(file)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableFileError(file, exc) from exc
 
 
 def operational(exc: Exception, view: FeatureView) -> Exception:
-    """``exc`` as the error ``feast materialize`` should report: a DuckDB or Arrow error that
-    names the view's source file becomes ``UnreadableFileError``; anything else is unchanged."""
-    path = source_path(view)
-    if isinstance(exc, OperationalError) or path is None or not isinstance(exc, (duckdb.Error, pa.ArrowException)):
+    """``exc`` as the error ``feast materialize`` should report. After a DuckDB or Arrow error,
+    the view's source files are read through with pyarrow: one that does not read (a corrupt
+    page behind an intact footer) is the cause, an ``UnreadableFileError`` naming it; so is the
+    source when the error message names it. Anything else is returned unchanged."""
+    if isinstance(exc, OperationalError) or not isinstance(exc, (duckdb.Error, pa.ArrowException)):
         return exc
-    if str(path) not in str(exc):
+    try:
+        check_source_files(view, whole=True)
+    except UnreadableFileError as unreadable:
+        return unreadable
+    path = source_path(view)
+    if path is None or str(path) not in str(exc):
         return exc
     error = UnreadableFileError(path, exc)
     error.__cause__ = exc
     return error
+
+
+_IBIS_DUCKDB_DEPRECATION = r"fetch_arrow_table\(\) is deprecated"
+"""ibis (Feast's DuckDB offline store) calls a DuckDB method DuckDB deprecated: nothing a user can act on."""
 
 
 class ArrowLocalEngineConfig(LocalComputeEngineConfig):
@@ -142,7 +166,9 @@ class ArrowLocalEngine(LocalComputeEngine):
             context = self.get_execution_context(registry, task)
             builder = ArrowFeatureBuilder(registry, task, backend=self._get_backend(context),
                                           latest_only=self.repo_config.materialization_config.pull_latest_features)
-            builder.build().execute(context)
+            with warnings.catch_warnings():  # Feast shows every DeprecationWarning once, this one on each run
+                warnings.filterwarnings("ignore", message=_IBIS_DUCKDB_DEPRECATION, category=DeprecationWarning)
+                builder.build().execute(context)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
         except Exception as e:  # reported through the job, as Feast's engine does (Feast raises it)
             return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR,
