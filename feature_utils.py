@@ -93,6 +93,8 @@ def validate(ctx: click.Context, as_json: bool) -> None:
       definitions      the objects in the Python files equal the registered ones
       offline sources  every view's Parquet file has the declared schema
       online data      recently active entities have online values; their age
+      online coverage  a sample of the entities whose latest offline row is within the
+                       view's ttl have a hash online (fails below 99 %)
       stream contract  sampled Redis hashes parse against their view's schema; no
                        unknown fields, no missing TTL, no hashes of unregistered views
 
