@@ -105,8 +105,9 @@ def online_views(store: FeatureStore) -> list[FeatureView]:
 
 
 def build_offline(store: FeatureStore, views: list[FeatureView], progress: Progress) -> dict[str, float]:
-    """Recompute the offline files of ``views`` from ``data/raw`` (``featurelib.batch.build_all``).
-    Returns the seconds each view took. ``UserError`` when a view reads another file than the
+    """Recompute the offline files of ``views`` from ``data/raw`` (``featurelib.batch.build_all``;
+    invalid raw events are left out and listed under ``data/quarantine``, as the batch job's CLI
+    does). Returns the seconds each view took. ``UserError`` when a view reads another file than the
     batch job writes, or when raw events are missing."""
     from featurelib import semantics
     from featurelib.batch import build_all
@@ -119,7 +120,8 @@ def build_offline(store: FeatureStore, views: list[FeatureView], progress: Progr
                             f"{paths.feature_file(view.name, repo)}: build it yourself, then use --skip-build")
     progress(f"recomputing {len(names)} offline feature files from {paths.raw_dir(repo)}")
     try:
-        builds = build_all(paths.raw_dir(repo), paths.features_dir(repo), names, progress=progress)
+        builds = build_all(paths.raw_dir(repo), paths.features_dir(repo), names, progress=progress,
+                           quarantine_dir=paths.data_dir(repo) / "quarantine")  # as `python -m featurelib.batch`
     except FileNotFoundError as exc:
         raise UserError(f"{exc}: generate or land raw events first, or use --skip-build") from None
     return {b.view: b.seconds for b in builds}
