@@ -87,6 +87,30 @@ def test_unknown_feature_of_a_known_view_is_a_4xx_with_a_message(server: str) ->
     assert "no_such_feature" in response.text
 
 
+def test_a_push_stamped_2035_is_a_422_and_the_stored_row_is_intact(server: str, feature_repo: Repo, redis_server) -> None:
+    """The card's materialized row, restamped 2035-01-01, pushed over HTTP: refused by the write
+    script (more than 60 s ahead of the Redis server's clock), answered 422 with the reason."""
+    import json
+
+    import pandas as pd
+
+    key = "features:card:card_12345:transaction_stats_5m"
+    client = redis_server.client()
+    before = client.hgetall(key)
+    assert before
+    offline = pd.read_parquet(feature_repo.path / "data/features/transaction_stats_5m.parquet")
+    row = offline[(offline.card_id == "card_12345") & (offline.event_timestamp <= pd.Timestamp(feature_repo.materialized_at))]
+    record = json.loads(row.tail(1).to_json(orient="records"))[0]  # NaN -> null
+    record["event_timestamp"] = "2035-01-01T00:00:00+00:00"
+    body = {"push_source_name": "transaction_stats_push_source", "df": {k: [v] for k, v in record.items()}, "to": "online"}
+    response = httpx.post(f"{server}/push", json=body, timeout=30)
+    assert response.status_code == 422, response.text
+    assert "refused 1 row of feature view transaction_stats_5m" in response.text
+    assert key in response.text and "2035-01-01T00:00:00+00:00" in response.text
+    assert "at most 60 s ahead of the Redis server's clock" in response.text
+    assert client.hgetall(key) == before
+
+
 def test_readme_curl_command(server: str) -> None:
     """The README's curl command, as written, against this server's port."""
     import json
