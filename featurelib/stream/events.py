@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurelib.raw_events import SCHEMAS, problems
+from featurelib.raw_events import SCHEMAS, problem_of, problems
 from featurelib.semantics import CLICKSTREAM, TRANSACTIONS
 
 STREAMS = {TRANSACTIONS: "events:transactions", CLICKSTREAM: "events:clickstream"}
@@ -115,7 +115,7 @@ def _layout_problem(names: tuple[bytes, ...], known: frozenset[bytes]) -> str | 
     """What is wrong with an entry's field names: one the schema does not know, or one given twice."""
     for name in names:
         if name not in known:
-            return f"unknown field {name.decode(errors='backslashreplace')!r}"
+            return f"unknown field '{name.decode(errors='backslashreplace')}'"
     if len(set(names)) < len(names):
         twice = next(n for i, n in enumerate(names) if n in names[:i])
         return f"field {twice.decode()!r} given twice"
@@ -192,9 +192,10 @@ def _columns(kind: str, flats: list[list[bytes]], found: list[str | None]) -> di
     return {n: table.column(n).combine_chunks() for n in names}
 
 
-def _parse_columns(kind: str, entries: list[Entry], found: list[str | None]) -> dict[str, pa.Array]:
+def _parse_columns(kind: str, entries: list[Entry], found: list[str | None], arrival: np.ndarray) -> dict[str, pa.Array]:
     """Every field of every entry as a typed column (null where absent or invalid); the first
-    problem of each entry goes to ``found``. Vectorized: large reads."""
+    problem of each entry, including the ranges of ``raw_events``, goes to ``found``.
+    Vectorized: large reads."""
     flats = [_flat(f) for _, f in entries]
     raw = _columns(kind, flats, found)
     parsed = {}
@@ -203,20 +204,24 @@ def _parse_columns(kind: str, entries: list[Entry], found: list[str | None]) -> 
         for i in np.flatnonzero(bad).tolist():
             found[i] = found[i] or f"{field.name} is not a valid {field.type}"
         parsed[field.name] = col
+    for i, problem in enumerate(problems(kind, pa.table(parsed, schema=SCHEMAS[kind]), arrival)):
+        found[i] = found[i] or problem
     return parsed
 
 
-def _parse_rows(kind: str, entries: list[Entry], found: list[str | None]) -> dict[str, pa.Array]:
+def _parse_rows(kind: str, entries: list[Entry], found: list[str | None], arrival: np.ndarray) -> dict[str, pa.Array]:
     """What ``_parse_columns`` returns, entry by entry in plain Python: cheaper for a few entries."""
     schema = SCHEMAS[kind]
     layouts = _Layouts(kind)
     fields = [(f.name, f.name.encode(), "string" if pa.types.is_string(f.type) else
                "bool" if pa.types.is_boolean(f.type) else "int", f"{f.name} is not a valid {f.type}") for f in schema]
     columns: dict[str, list] = {name: [] for name, *_ in fields}
+    clocks = arrival.tolist()
     for row, (_, raw_fields) in enumerate(entries):
         flat = _flat(raw_fields)
         problem = layouts.problem(tuple(flat[0::2]))
         d = {} if problem else dict(zip(flat[0::2], flat[1::2]))
+        event = {}
         for name, key, how, invalid in fields:
             raw = d.get(key)
             try:
@@ -233,7 +238,8 @@ def _parse_rows(kind: str, entries: list[Entry], found: list[str | None]) -> dic
                 else:
                     problem, value = problem or invalid, None
             columns[name].append(value)
-        found[row] = problem
+            event[name] = value
+        found[row] = problem or problem_of(kind, event, clocks[row])
     return {f.name: pa.array(columns[f.name], f.type) for f in schema}
 
 
@@ -250,11 +256,9 @@ def decode(kind: str, entries: list[Entry]) -> Decoded:
     entries that break a rule are returned apart, as received (see the module docstring)."""
     schema = SCHEMAS[kind]
     found: list[str | None] = [None] * len(entries)
-    parse = _parse_rows if len(entries) < SMALL_READ else _parse_columns
-    table = pa.table(parse(kind, entries, found), schema=schema)
     arrival = _arrivals([e[0] for e in entries])
-    for i, problem in enumerate(problems(kind, table, arrival)):
-        found[i] = found[i] or problem
+    parse = _parse_rows if len(entries) < SMALL_READ else _parse_columns
+    table = pa.table(parse(kind, entries, found, arrival), schema=schema)
     keep = np.array([p is None for p in found], dtype=bool)
     if keep.all():
         return Decoded(table, [e[0] for e in entries], arrival, INVALID_SCHEMA.empty_table(), [])

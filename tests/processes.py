@@ -1,0 +1,123 @@
+"""Real stream processors in subprocesses, each against its own private redis-server, for the
+tests of what happens around them: bad entries, a second processor, Redis going away."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import redis
+
+from featurelib import paths
+from featurelib.redis_server import RedisServer
+from tests.conftest import BIN, copy_repo, run, set_project
+
+STREAMS = {"transactions": "events:transactions", "clickstream": "events:clickstream"}
+GROUP = "featurelib"
+
+
+def applied_repo(dest: Path, server: RedisServer, project: str) -> Path:
+    """A repository copy with its own project and key prefix, applied against ``server``."""
+    repo = copy_repo(dest)
+    set_project(repo, project)
+    run(["feast", "apply"], repo, env={"REDIS_CONNECTION_STRING": server.connection_string})
+    return repo
+
+
+@contextlib.contextmanager
+def private_redis(server: RedisServer) -> Iterator[None]:
+    """Point this process's Feast stores (``REDIS_CONNECTION_STRING``) at ``server`` for a while."""
+    previous = os.environ["REDIS_CONNECTION_STRING"]
+    os.environ["REDIS_CONNECTION_STRING"] = server.connection_string
+    try:
+        yield
+    finally:
+        os.environ["REDIS_CONNECTION_STRING"] = previous
+
+
+class Processor:
+    """``python -m featurelib.stream run`` in a subprocess; its stderr goes to a file."""
+
+    def __init__(self, repo: Path, server: RedisServer, *args: str, name: str = "processor"):
+        self.log_path = repo / f"{name}-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("w")
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               "REDIS_CONNECTION_STRING": server.connection_string}
+        self.process = subprocess.Popen([sys.executable, "-m", "featurelib.stream", "run", "--repo", str(repo), *args],
+                                        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
+        wait_until(lambda: text in self.log() or not self.alive and text in self.log(), timeout,
+                   lambda: f"{text!r} not in the processor's log:\n{self.log()[-3000:]}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then the exit code."""
+        if self.alive:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self._log.close()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, message: Callable[[], str] | None = None,
+               every: float = 0.05) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if message else "timed out")
+        time.sleep(every)
+
+
+def consumed(client: redis.Redis, streams: tuple[str, ...] = tuple(STREAMS.values()), group: str = GROUP) -> bool:
+    """Every entry of ``streams`` delivered to ``group`` and acknowledged."""
+    for key in streams:
+        if not client.exists(key):
+            continue
+        last = client.xinfo_stream(key)["last-generated-id"]
+        groups = {g["name"]: g for g in client.xinfo_groups(key)}
+        info = groups.get(group.encode()) or groups.get(group)
+        if info is None or info["pending"] or info["last-delivered-id"] != last:
+            return False
+    return True
+
+
+def landed_ids(repo: Path, kind: str = "transactions") -> list[str]:
+    """Event ids landed by the stream processor (with repeats, if any)."""
+    files = sorted(str(p) for p in (paths.raw_dir(repo) / kind / "stream").rglob("*.parquet"))
+    if not files:
+        return []
+    column = "txn_id" if kind == "transactions" else "event_id"
+    return [r[0] for r in duckdb.execute(f"SELECT {column} FROM read_parquet({files!r})").fetchall()]
+
+
+def quarantined(repo: Path, kind: str = "transactions", reason: str = "invalid") -> list[dict]:
+    """Rows of the processor's quarantine partitions of one reason (``invalid`` or ``late``)."""
+    import pyarrow.parquet as pq
+
+    rows = []
+    for path in sorted((paths.data_dir(repo) / "quarantine" / kind).rglob(f"{reason}-*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return rows
