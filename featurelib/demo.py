@@ -51,8 +51,9 @@ def ensure_redis(repo: Path) -> str:
         return cs
     if host not in LOCAL_HOSTS:
         raise click.ClickException(f"Redis at {host}:{port} does not answer; fix REDIS_CONNECTION_STRING")
-    server = RedisServer(port=port, workdir=paths.data_dir(repo) / "redis", daemon=True).start()
-    click.echo(f"Nothing answered at {host}:{port}: started a private redis-server ({server.binary}) there.\n"
+    server = RedisServer(port=port, workdir=paths.data_dir(repo) / "redis", daemon=True, durable=True).start()
+    click.echo(f"Nothing answered at {host}:{port}: started a private redis-server ({server.binary}) there, with an\n"
+               f"append-only file in {server.workdir} (appendfsync everysec: the stream backlog survives a restart).\n"
                f"It keeps running after the demo; stop it with `make redis-stop`.")
     return cs
 

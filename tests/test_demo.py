@@ -33,6 +33,9 @@ def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp
         counts = _counts(repo)
         keys = server.client().dbsize()
         assert keys > 0
+        # Durable, as the stream processor needs: an append-only file, flushed every second.
+        config = server.client().config_get("append*")
+        assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
         second = run(args, repo, timeout=600, env=env)
         assert f"Redis answers at localhost:{port}" in second.stdout
         assert "feast teardown" in second.stdout and "Result: OK" in second.stdout
