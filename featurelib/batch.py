@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
-from featurelib.errors import UnreadableFileError
+from featurelib.errors import OperationalError, UnreadableFileError
 from featurelib.paths import data_dir, default_repo, features_dir, raw_dir
 from featurelib.raw_reader import RawEvents
 
@@ -192,8 +192,11 @@ def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
     `feast materialize-incremental` to load the online store.
     """
     repo = repo or default_repo()
-    builds = build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo,
-                       quarantine_dir=data_dir(repo) / "quarantine")
+    try:
+        builds = build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo,
+                           quarantine_dir=data_dir(repo) / "quarantine")
+    except FileNotFoundError as exc:
+        raise OperationalError(f"{exc} (generate them with python -m featurelib.generate)") from None
     for b in builds:
         click.echo(f"{b.view:<22} {b.events:>11,} events -> {b.rows:>12,} rows in {b.seconds:6.2f}s "
                    f"({b.events / max(b.seconds, 1e-9):,.0f} events/s) -> {b.path}")

@@ -69,13 +69,16 @@ SOCKET_TIMEOUT_S = 60.0
 
 
 def connection_lost(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or what caused it) says Redis could not be reached; wrong credentials
-    are not a lost connection."""
+    """True when ``exc`` (or what caused it) says Redis could not be reached, or no longer has
+    the consumer group (it restarted empty): the processor starts over. Wrong credentials are
+    not a lost connection."""
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, redis.AuthenticationError):
             return False
         if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return True
+        if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
@@ -474,8 +477,10 @@ class StreamProcessor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError):  # not in the main thread
                 signal.signal(sig, self.stop)
+        started = False
         try:
             self._take_leases()
+            started = True
             self.warn_if_not_durable()
             while True:
                 try:
@@ -489,8 +494,9 @@ class StreamProcessor:
                     self.stats.reconnects += 1
         finally:
             self.leases.release()
-            self.log(self.stats.line())
-            self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
+            if started:
+                self.log(self.stats.line())
+                self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
 
     def _take_leases(self) -> None:
         """Wait for Redis, then take every stream's lease (waiting for it as a standby)."""
@@ -553,7 +559,7 @@ class StreamProcessor:
         started = time.monotonic()
         delay, cap = RECONNECT_BACKOFF_S
         if error is not None:
-            self.log(f"Redis at {self.address} unreachable ({first_line(error)}): reconnecting; entries not "
+            self.log(f"Redis at {self.address} lost ({first_line(error)}): starting over; entries not "
                      f"acknowledged will be read again")
         while True:
             try:

@@ -69,14 +69,20 @@ def replay(
     kinds: list[str] | None = None,
     speed: float | None = None,
     limit: int | None = None,
+    skip: int = 0,
     batch: int = 5_000,
     progress: Callable[[str], None] | None = None,
     streams: dict[str, str] | None = None,
 ) -> int:
-    """XADD the events under ``source`` to their streams; returns how many."""
+    """XADD the events under ``source`` to their streams (after the first ``skip`` of them, at
+    most ``limit``); returns how many."""
     streams = streams or STREAMS
     kinds = kinds or list(SCHEMAS)
-    kind_of, table = load_events(source, kinds, limit)
+    kind_of, table = load_events(source, kinds, None if limit is None else skip + limit)
+    if skip:
+        kind_of, table = kind_of[skip:], table.slice(skip)
+    if not kind_of:
+        return 0
     t = np.asarray(table.column("event_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     start_wall, t0 = now_us(), int(t[0])
     if speed:
