@@ -74,3 +74,30 @@ def test_build_all_writes_every_view_with_its_schema(raw: Path, tmp_path: Path) 
         assert schema.names == [view.join_key, "event_timestamp", *view.features]
         assert schema.field("event_timestamp").type == pa.timestamp("us", tz="UTC")
         assert b.rows > b.events  # entries and exits: at least one row per event, more with exits
+
+
+def test_invalid_raw_events_are_left_out_and_listed(raw: Path, tmp_path: Path) -> None:
+    """Rows of raw files that break the raw-event schema (here: a negative amount, an amount
+    above the maximum, a timestamp a year ahead) are left out of every view and listed, by
+    file and row, in the quarantine; the other rows give exactly the rows of the clean data."""
+    from featurelib.raw_events import MAX_AMOUNT_CENTS
+    from featurelib.timeutil import DAY, now_us
+
+    dirty = tmp_path / "raw"
+    shutil.copytree(raw, dirty)
+    clean = pq.read_table(raw / "transactions" / "generated.parquet")
+    bad = clean.slice(0, 3).to_pylist()
+    for row, (field, value) in zip(bad, [("amount_cents", -1), ("amount_cents", MAX_AMOUNT_CENTS + 1),
+                                         ("event_timestamp", now_us() + 365 * DAY)]):
+        row["txn_id"] += "-bad"
+        row[field] = value if field != "event_timestamp" else pa.scalar(value, pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")).as_py()
+    pq.write_table(pa.Table.from_pylist(bad, clean.schema), dirty / "transactions" / "dropped.parquet")
+    builds = build_all(dirty, tmp_path / "features", [s.CARD_PROFILE.name], quarantine_dir=tmp_path / "quarantine")
+    assert builds[0].invalid == 3 and builds[0].events == clean.num_rows
+    assert pq.read_table(builds[0].path).equals(compute_view(s.CARD_PROFILE, clean))
+    listed = pq.read_table(tmp_path / "quarantine" / "transactions" / "batch-invalid.parquet").to_pylist()
+    assert [(r["file_row_number"], r["txn_id"]) for r in listed] == [(i, bad[i]["txn_id"]) for i in range(3)]
+    assert [r["reason"].split(" is ")[0] for r in listed] == ["amount_cents -1", "amount_cents 1,000,000,001",
+                                                               listed[2]["reason"].split(" is ")[0]]
+    assert "ahead of the clock" in listed[2]["reason"]

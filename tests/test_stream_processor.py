@@ -210,3 +210,59 @@ def test_late_malformed_and_duplicate_events(repo: Path, redis_server) -> None:
     prefix = load_store(repo).config.online_store.key_prefix
     row = client.hgetall(f"{prefix}:card:card_q:transaction_stats_5m")
     assert row[b"txn_count_5m"] == b"2" and row[b"txn_count_24h"] == b"2"  # q1 and q2, 10 s apart
+
+
+def test_values_out_of_range_are_quarantined_by_stream_and_batch_alike(repo: Path, redis_server) -> None:
+    """Negative amounts, scroll_pct 1000, negative dwell: quarantined by the processor, left out
+    by the batch job when they sit in a raw file, so online and offline still agree."""
+    cfg = _config(repo, clock="event", lateness_s=3600)
+    client = redis_server.client()
+    t = CFG.end_us - 600 * SECOND
+    card = {"card_id": "card_r", "user_id": "user_r", "device_id": "device_r", "merchant_id": "m",
+            "merchant_category": "grocery", "country": "US"}
+    view = {"user_id": "user_r", "session_id": "session_r", "device_id": "device_r", "event_type": "page_view",
+            "page_category": "books"}
+    bad_txns = [{**card, "txn_id": "r-neg", "amount_cents": "-500", "event_timestamp": str(t + 1)},
+                {**card, "txn_id": "r-big", "amount_cents": "4000000000", "event_timestamp": str(t + 2)}]
+    bad_clicks = [{**view, "event_id": "r-scroll", "dwell_ms": "1000", "scroll_pct": "1000", "event_timestamp": str(t + 3)},
+                  {**view, "event_id": "r-dwell", "dwell_ms": "-5", "scroll_pct": "10", "event_timestamp": str(t + 4)}]
+    client.xadd(cfg.streams["transactions"], {**card, "txn_id": "r-ok", "amount_cents": "700", "event_timestamp": str(t)})
+    client.xadd(cfg.streams["clickstream"], {**view, "event_id": "r-view", "dwell_ms": "2000", "scroll_pct": "50",
+                                             "event_timestamp": str(t)})
+    for fields in bad_txns:
+        client.xadd(cfg.streams["transactions"], fields)
+    for fields in bad_clicks:
+        client.xadd(cfg.streams["clickstream"], fields)
+    processor = StreamProcessor(cfg)
+    stats = processor.run(until_idle_s=0.5)
+    assert (stats.accepted, stats.invalid) == (2, 4)
+    reasons = [r["reason"] for kind in ("transactions", "clickstream")
+               for p in (paths.data_dir(repo) / "quarantine" / kind).rglob("invalid-*.parquet")
+               for r in pd.read_parquet(p).to_dict("records")]
+    assert sorted(reasons) == ["amount_cents -500 is below its minimum 0",
+                                        "amount_cents 4,000,000,000 is above its maximum 1,000,000,000",
+                                        "dwell_ms -5 is below its minimum 0",
+                                        "scroll_pct 1,000 is above its maximum 100"]
+    # The same kind of events dropped straight into data/raw: the batch job leaves them out too.
+    from featurelib.generate import write_table
+    from featurelib.raw_events import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA
+
+    def table(rows: list[dict], schema) -> pd.DataFrame:
+        import pyarrow as pa
+
+        typed = [{k: (int(v) if schema.field(k).type != pa.string() else v) for k, v in r.items()} for r in rows]
+        arrays = {n: pa.array([r.get(n) for r in typed], schema.field(n).type if n != "event_timestamp" else pa.int64())
+                  for n in schema.names}
+        arrays["event_timestamp"] = arrays["event_timestamp"].cast(pa.timestamp("us", tz="UTC"))
+        return pa.table(arrays).cast(schema)
+
+    write_table(table([{**r, "txn_id": r["txn_id"] + "-file"} for r in bad_txns], TRANSACTION_SCHEMA),
+                paths.raw_dir(repo) / "transactions" / "dropped.parquet")
+    write_table(table([{**r, "event_id": r["event_id"] + "-file"} for r in bad_clicks], CLICKSTREAM_SCHEMA),
+                paths.raw_dir(repo) / "clickstream" / "dropped.parquet")
+    assert _assert_online_equals_batch(repo, processor.core.clock) == 5
+    store = load_store(repo)
+    row = online_values(store, store.get_feature_view("user_engagement_5m"), ["user_r"])[0]["values"]
+    assert row["avg_scroll_depth"] == 0.5 and row["avg_dwell_time_sec"] == 2.0  # the valid page view only
+    assert online_values(store, store.get_feature_view("card_profile_24h"), ["card_r"])[0]["values"][
+        "card_amount_avg_24h"] == 7.0
