@@ -31,6 +31,7 @@ COVERED_ELSEWHERE = {
     "python bench/online_store.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
     "python bench/stream.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
     "python bench/race.py": "tests/test_bench.py runs it with one round",
+    "python bench/faults.py": "tests/test_bench.py runs it with a small size and one fault of each kind",
     "python -m featurelib.stream run": "runs until stopped: tests/test_stream_e2e.py starts it, XADDs events and reads "
                                        "them through feast serve (its --until-idle form below runs here)",
 }
