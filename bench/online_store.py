@@ -90,13 +90,16 @@ def _prepare(store, refs: list[str], rows: list[dict]):
 
 
 def _proto_rows(store, view_name: str, limit: int):
-    """The rows materialization hands to online_write_batch, built the way Feast builds them."""
+    """The rows materialization hands to online_write_batch, built the way Feast builds them: the
+    latest row of each entity up to now (later rows are window exits still to come, which the
+    write script refuses)."""
     import pandas as pd
     from feast import ValueType
     from feast.utils import _convert_arrow_to_proto
 
     view = store.get_feature_view(view_name)
-    df = pd.read_parquet(view.batch_source.path).groupby(view.join_keys[0]).tail(1)
+    df = pd.read_parquet(view.batch_source.path)
+    df = df[df.event_timestamp <= pd.Timestamp.now(tz="UTC")].groupby(view.join_keys[0]).tail(1)
     df = pd.concat([df] * (limit // max(len(df), 1) + 1)).head(limit)
     import pyarrow as pa
 

@@ -132,8 +132,12 @@ def check_redis(store: FeatureStore, pings: int = 5) -> Check:
 
 @contextlib.contextmanager
 def _inside_repo(repo: Path) -> Iterator[None]:
-    """Feast imports definition files by their path relative to the working directory."""
+    """Feast imports definition files by their path relative to the working directory. Modules
+    of the same names imported from elsewhere (another repository's ``data_sources``) are set
+    aside meanwhile, so this repository's own files are the ones imported."""
     cwd, path = os.getcwd(), list(sys.path)
+    shadowed = {p.stem: sys.modules.pop(p.stem) for p in repo.glob("*.py")
+                if p.stem in sys.modules and str(repo) not in str(getattr(sys.modules[p.stem], "__file__", ""))}
     before = set(sys.modules)
     os.chdir(repo)
     sys.path.insert(0, str(repo))
@@ -146,6 +150,7 @@ def _inside_repo(repo: Path) -> Iterator[None]:
         for name in set(sys.modules) - before:
             if getattr(sys.modules[name], "__file__", "") and str(repo) in str(sys.modules[name].__file__):
                 del sys.modules[name]
+        sys.modules.update(shadowed)
 
 
 def code_definitions(repo: Path) -> RepoContents:

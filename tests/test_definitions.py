@@ -71,3 +71,19 @@ def test_seed_feature_lists_are_exact(contents) -> None:
     assert views["user_engagement_5m"] == [
         "session_duration_min", "pages_per_session", "avg_dwell_time_sec", "avg_scroll_depth", "click_rate_5m",
         "cart_adds_session", "conversion_rate_session", "engagement_score", "is_likely_purchaser"]
+
+
+def test_definitions_of_another_repository_are_its_own(tmp_path, monkeypatch) -> None:
+    """A process that imported one repository's ``data_sources`` (a notebook, a test) still reads
+    another repository's own files: validate must not report drift that is not there."""
+    import sys
+
+    from tests.conftest import copy_repo
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.delitem(sys.modules, "data_sources", raising=False)
+    __import__("data_sources")
+    other = copy_repo(tmp_path / "other")
+    sources = [s.path for s in code_definitions(other).data_sources if getattr(s, "path", None)]
+    assert sources and all(p.startswith(str(other)) for p in sources), sources
+    assert sys.modules["data_sources"].__file__ == str(ROOT / "data_sources.py")
