@@ -31,3 +31,20 @@ def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
     run([sys.executable, "bench/race.py", "--rounds", "1", "--out", str(tmp_path)], ROOT, timeout=900)
     race = json.loads((tmp_path / "race.json").read_text())
     assert race["this store"][0]["keys_left_with_an_older_row"] == 0
+
+
+def test_fault_benchmark_small(tmp_path: Path) -> None:
+    """One processor kill and one redis-server kill during a small replay: nothing lost or
+    landed twice, and every entity's online row equals the batch recomputation."""
+    run([sys.executable, "bench/faults.py", "--cards", "300", "--days", "1", "--processor-kills", "1",
+         "--redis-kills", "1", "--chunk", "500", "--max-backlog", "500", "--out", str(tmp_path)], ROOT, timeout=300)
+    result = json.loads((tmp_path / "faults.json").read_text())
+    events, online = result["events"], result["online_vs_batch"]
+    assert [f["kind"] for f in result["faults"]] == ["processor", "redis"]
+    assert result["reconnects"] >= 1 and result["final_exit_code"] == 0 and not result["unexpected_exits"]
+    assert events["data_set"] > 2_000 and events["produced"] == events["data_set"] == events["landed"]
+    assert events["lost"] == 0 and events["duplicated"] == 0
+    assert online["entities_checked"] > 500
+    assert online["mismatching_entities"] == 0 and online["missing_online"] == 0
+    assert result["targets_met"]
+    assert "| lost (produced, neither landed nor quarantined) | 0 | 0 |" in (tmp_path / "faults.md").read_text()
