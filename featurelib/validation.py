@@ -466,6 +466,7 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
     client = redis_client(store)
     views = {v.name: v for v in store.list_feature_views()}
     details, problems, data = [], [], {}
+    latest_us = now_us() + contract.MAX_AHEAD_US
     for name, view in sorted(views.items()):
         codecs = {f.name: f.dtype.to_value_type() for f in view.features}
         keys = []
@@ -492,6 +493,9 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
             text.pop(contract.CREATED_TS, None)
             if raw_ts is None or not raw_ts.strip().isdigit():
                 found.append(f"{k}: no valid {contract.EVENT_TS}")
+            elif int(raw_ts) > latest_us:
+                found.append(f"{k}: {contract.EVENT_TS} {format_us(int(raw_ts))} is more than "
+                             f"{contract.MAX_AHEAD_US // 1_000_000} s ahead: reads ignore it until a write replaces it")
             for field_name, value in text.items():
                 if field_name not in codecs:
                     found.append(f"{k}: unknown field {field_name!r}")

@@ -172,7 +172,7 @@ def test_validate_checks_the_stream_contract(scratch_repo: Repo, redis_server) -
     key = next(iter(client.scan_iter(f"{prefix}:card:*:transaction_stats_5m")))
     saved = client.hgetall(key), client.pttl(key)
     try:
-        client.hset(key, mapping={"bogus_field": "1", "txn_count_5m": "many"})
+        client.hset(key, mapping={"bogus_field": "1", "txn_count_5m": "many", "_event_ts": "2051222400000000"})
         client.persist(key)
         client.hset(f"{prefix}:card:card_x:retired_view", mapping={"_event_ts": "1", "a": "1"})
         result = cli(scratch_repo.path, "validate", "--json")
@@ -182,6 +182,7 @@ def test_validate_checks_the_stream_contract(scratch_repo: Repo, redis_server) -
         assert "unknown field 'bogus_field'" in text
         assert "txn_count_5m='many' is not a valid INT64" in text
         assert "no TTL" in text
+        assert "_event_ts 2035-01-01T00:00:00.000000Z is more than 60 s ahead" in text
         assert "'retired_view', which is not a registered feature view" in text
     finally:
         client.delete(key, f"{prefix}:card:card_x:retired_view")

@@ -17,6 +17,7 @@ import redis
 
 from featurelib import duck
 from featurelib.engine import _us
+from featurelib.raw_events import ID_FIELD
 from featurelib.stream.events import SCHEMAS, STREAMS, encode_table
 from featurelib.timeutil import now_us
 
@@ -30,7 +31,8 @@ def load_events(source: Path, kinds: list[str], limit: int | None = None) -> tup
         if not files:
             continue
         lim = f"LIMIT {int(limit)}" if limit else ""
-        table = duck.arrow(f"SELECT * FROM read_parquet({files!r}) ORDER BY event_timestamp {lim}")
+        # Ties broken by event id: the order, and so ``skip``/``limit`` chunks, never change.
+        table = duck.arrow(f"SELECT * FROM read_parquet({files!r}) ORDER BY event_timestamp, {ID_FIELD[kind]} {lim}")
         parts.append((kind, table))
     if not parts:
         raise FileNotFoundError(f"no events under {source} for {', '.join(kinds)}")
