@@ -236,6 +236,10 @@ def test_a_second_processor_for_the_same_streams_refuses_to_start(repo: Path, se
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"Error: another processor, processor-1 (pid {first.process.pid} on ")
     assert "--standby" in lines[0]
+    # A standby waits; stopped while waiting, it exits cleanly without having read anything.
+    standby = Processor(repo, server, "--standby", "--consumer", "processor-3", name="standby")
+    standby.wait_for_log("standby: processor-1")
+    assert standby.stop() == 0 and "consuming" not in standby.log()
     # Other streams, or other groups, are not the same partition.
     other = Processor(repo, server, "--group", "audit", "--consumer", "processor-2", "--until-idle", "1", name="other")
     assert other.process.wait(60) == 0, other.log()

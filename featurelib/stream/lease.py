@@ -155,9 +155,11 @@ class Leases:
             return None
         return holder
 
-    def take(self, *, standby: bool = False, poll_s: float | None = None) -> None:
+    def take(self, *, standby: bool = False, poll_s: float | None = None,
+             stopped: Callable[[], bool] = lambda: False) -> bool:
         """Take every stream's lease. Without ``standby``, a held one is a ``LeaseHeld`` error;
-        with it, wait until each is free (its holder stopped, or stopped renewing)."""
+        with it, wait until each is free (its holder stopped, or stopped renewing), or until
+        ``stopped()``: then give back what was taken and return False."""
         poll = poll_s if poll_s is not None else max(self.ttl_ms / 4000, 0.05)
         waiting_logged = set()
         for stream in self.streams:
@@ -175,8 +177,12 @@ class Leases:
                 if stream not in waiting_logged:
                     self.log(f"standby: {holder} consumes {stream}; taking over when it stops")
                     waiting_logged.add(stream)
+                if stopped():
+                    self.release()
+                    return False
                 time.sleep(poll)
         self._start_heartbeat()
+        return True
 
     def release(self) -> None:
         """Give back every lease held (a standby takes over at once)."""

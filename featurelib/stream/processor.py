@@ -479,7 +479,8 @@ class StreamProcessor:
                 signal.signal(sig, self.stop)
         started = False
         try:
-            self._take_leases()
+            if not self._take_leases():
+                return self.stats  # stopped while waiting as a standby
             started = True
             self.warn_if_not_durable()
             while True:
@@ -498,14 +499,14 @@ class StreamProcessor:
                 self.log(self.stats.line())
                 self.log("time by phase: " + ", ".join(f"{k} {v / 1000:.1f}s" for k, v in self.stats.phase_ms.items()))
 
-    def _take_leases(self) -> None:
-        """Wait for Redis, then take every stream's lease (waiting for it as a standby)."""
+    def _take_leases(self) -> bool:
+        """Wait for Redis, then take every stream's lease (waiting for it as a standby); False
+        when stopped while waiting."""
         error: BaseException | None = None
         while True:
             self._wait_for_redis(error)
             try:
-                self.leases.take(standby=self.cfg.standby)
-                return
+                return self.leases.take(standby=self.cfg.standby, stopped=lambda: self._stop)
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
