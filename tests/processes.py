@@ -57,7 +57,8 @@ class Processor:
         return self.process.poll() is None
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def wait_for_log(self, text: str, timeout: float = 60.0) -> None:
