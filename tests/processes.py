@@ -122,3 +122,38 @@ def quarantined(repo: Path, kind: str = "transactions", reason: str = "invalid")
     for path in sorted((paths.data_dir(repo) / "quarantine" / kind).rglob(f"{reason}-*.parquet")):
         rows += pq.read_table(path).to_pylist()
     return rows
+
+
+def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) -> int:
+    """Run the batch job over the landed events; every entity's online row must be its latest
+    batch row at or before its stream's clock (default: the newest landed event of the stream).
+    Returns how many entities were compared."""
+    import pandas as pd
+
+    from featurelib import semantics
+    from featurelib.batch import build_all
+    from featurelib.pit import same
+    from featurelib.repo import load_store
+    from featurelib.validation import offline_path, online_values
+
+    build_all(paths.raw_dir(repo), paths.features_dir(repo))
+    if clock is None:
+        clock = {kind: duckdb.execute(f"SELECT epoch_us(max(event_timestamp)) FROM read_parquet("
+                                      f"{sorted(str(p) for p in (paths.raw_dir(repo) / kind).rglob('*.parquet'))!r})"
+                                      ).fetchone()[0] for kind in STREAMS}
+    store = load_store(repo)
+    checked = 0
+    for name, semantic in semantics.VIEWS.items():
+        view = store.get_feature_view(name)
+        key = view.join_keys[0]
+        offline = pd.read_parquet(offline_path(store, view))
+        offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantic.events] * 1000, tz="UTC")]
+        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
+        online = online_values(store, view, latest[key].tolist())
+        for i, row in latest.iterrows():
+            assert online[i]["present"], f"{name} {row[key]} missing online"
+            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
+            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
+            assert not bad, (name, row[key], bad)
+            checked += 1
+    return checked

@@ -35,6 +35,7 @@ from tests.processes import (
     STREAMS,
     Processor,
     applied_repo,
+    assert_online_equals_batch,
     consumed,
     landed_ids,
     private_redis,
@@ -90,19 +91,6 @@ def replay_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def replay_ids(source: Path) -> dict[str, set[str]]:
     return {kind: set(pq.read_table(source / kind / "generated.parquet").column(col).to_pylist())
             for kind, col in (("transactions", "txn_id"), ("clickstream", "event_id"))}
-
-
-def assert_online_equals_batch(repo: Path) -> int:
-    """Every entity's online row is its latest batch row (the batch job over the landed events)."""
-    from tests.test_stream_processor import VIEWS, _assert_online_equals_batch
-
-    build_all(paths.raw_dir(repo), paths.features_dir(repo))
-    clock = {}
-    for kind in ("transactions", "clickstream"):
-        files = sorted(str(p) for p in (paths.raw_dir(repo) / kind).rglob("*.parquet"))
-        clock[kind] = max(pq.read_table(f).column("event_timestamp").cast("int64").to_numpy().max() for f in files)
-    assert VIEWS
-    return _assert_online_equals_batch(repo, {k: int(v) for k, v in clock.items()})
 
 
 def mid_backlog(processor: Processor, client, source: Path, repo: Path) -> int:

@@ -10,18 +10,16 @@ import pandas as pd
 import pytest
 
 from featurelib import paths
-from featurelib.batch import build_all
 from featurelib.generate import GeneratorConfig, generate
-from featurelib.pit import same
 from featurelib.repo import load_store
 from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 from featurelib.stream.replay import replay
 from featurelib.timeutil import SECOND, now_us
-from featurelib.validation import offline_path, online_values
+from featurelib.validation import online_values
 from tests.conftest import copy_repo, run, set_project
+from tests.processes import assert_online_equals_batch
 
 CFG = GeneratorConfig(n_cards=60, days=1, seed=17, end_us=now_us() // SECOND * SECOND)
-VIEWS = ["transaction_stats_5m", "card_profile_24h", "device_activity_24h", "user_engagement_5m", "session_activity"]
 
 
 @pytest.fixture
@@ -57,30 +55,6 @@ def _replay_ids(repo: Path) -> set[str]:
     return ids
 
 
-def _assert_online_equals_batch(repo: Path, clock: dict[str, int]) -> int:
-    """Batch job over the landed events; every entity's online row is its latest batch row at or
-    before its stream's clock."""
-    from featurelib import semantics
-
-    build_all(paths.raw_dir(repo), paths.features_dir(repo))
-    store = load_store(repo)
-    checked = 0
-    for name in VIEWS:
-        view = store.get_feature_view(name)
-        key = view.join_keys[0]
-        offline = pd.read_parquet(offline_path(store, view))
-        offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantics.VIEWS[name].events] * 1000, tz="UTC")]
-        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        online = online_values(store, view, latest[key].tolist())
-        for i, row in latest.iterrows():
-            assert online[i]["present"], f"{name} {row[key]} missing online"
-            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
-            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
-            assert not bad, (name, row[key], bad)
-            checked += 1
-    return checked
-
-
 def test_replay_through_redis_streams_serves_what_the_batch_job_computes(repo: Path, redis_server) -> None:
     cfg = _config(repo, clock="event", lateness_s=0)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams)
@@ -88,7 +62,7 @@ def test_replay_through_redis_streams_serves_what_the_batch_job_computes(repo: P
     stats = processor.run(until_idle_s=0.5)
     assert stats.events == stats.accepted == sent and stats.too_late == stats.invalid == stats.duplicates == 0
     assert _landed_ids(repo) == _replay_ids(repo)
-    assert _assert_online_equals_batch(repo, processor.core.clock) > 100
+    assert assert_online_equals_batch(repo, processor.core.clock) > 100
 
 
 def test_one_processor_per_stream_serves_the_same(repo: Path, redis_server) -> None:
@@ -106,7 +80,7 @@ def test_one_processor_per_stream_serves_the_same(repo: Path, redis_server) -> N
         clock[kind], events = processor.core.clock[kind], events + stats.events
     assert events == sent
     assert _landed_ids(repo) == _replay_ids(repo)
-    assert _assert_online_equals_batch(repo, clock) > 100
+    assert assert_online_equals_batch(repo, clock) > 100
 
 
 def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
@@ -131,7 +105,7 @@ def test_a_restarted_processor_loses_nothing(repo: Path, redis_server) -> None:
     assert stats.events >= sent - 6 * 2 * 50  # the unacknowledged entries came again
     assert sum(client.xpending(k, cfg.group)["pending"] for k in cfg.streams.values()) == 0
     assert _landed_ids(repo) == _replay_ids(repo)
-    assert _assert_online_equals_batch(repo, second.core.clock) > 100
+    assert assert_online_equals_batch(repo, second.core.clock) > 100
 
 
 def test_a_wall_clock_restart_writes_the_window_exits_it_missed(repo: Path, redis_server,
@@ -260,7 +234,7 @@ def test_values_out_of_range_are_quarantined_by_stream_and_batch_alike(repo: Pat
                 paths.raw_dir(repo) / "transactions" / "dropped.parquet")
     write_table(table([{**r, "event_id": r["event_id"] + "-file"} for r in bad_clicks], CLICKSTREAM_SCHEMA),
                 paths.raw_dir(repo) / "clickstream" / "dropped.parquet")
-    assert _assert_online_equals_batch(repo, processor.core.clock) == 5
+    assert assert_online_equals_batch(repo, processor.core.clock) == 5
     store = load_store(repo)
     row = online_values(store, store.get_feature_view("user_engagement_5m"), ["user_r"])[0]["values"]
     assert row["avg_scroll_depth"] == 0.5 and row["avg_dwell_time_sec"] == 2.0  # the valid page view only
