@@ -227,16 +227,20 @@ class StreamProcessor:
                     break
 
     def _check_kept(self, kind: str, key: str, created: bool) -> None:
-        """Report when Redis lost entries of ``key`` that this processor had seen: its consumer
-        group was missing, or the stream ends before the last entry landed from it."""
+        """Report when Redis lost entries of ``key`` that this processor had landed: the stream
+        ends before the last entry landed from it, or its consumer group was gone and its
+        entries now start after that one (a group added beside a stream that kept its entries
+        is no loss)."""
         landed = self.landing.last_landed_id(kind)
         if landed is None:
             return
-        last = _entry_id(self.redis.xinfo_stream(key)["last-generated-id"])
-        if created:
-            what = f"its consumer group {self.cfg.group!r} was gone"
-        elif last < landed:
+        info = self.redis.xinfo_stream(key)
+        last = _entry_id(info["last-generated-id"])
+        first = _entry_id(info["first-entry"][0]) if info.get("first-entry") else None
+        if last < landed:
             what = f"it ends at entry {last[0]}-{last[1]}, before entry {landed[0]}-{landed[1]} that was landed"
+        elif created and (first is None or first > landed):
+            what = f"its consumer group {self.cfg.group!r} was gone, and so were its entries up to the last one landed"
         else:
             return
         message = (f"Redis at {self.address} lost data of {key}: {what}. It was restarted without persistence (or "
