@@ -44,6 +44,14 @@ def test_schemas_order_and_bounds(txns, clicks) -> None:
     assert len(txns.column("txn_id").unique()) == txns.num_rows
 
 
+def test_generated_events_follow_the_raw_event_schema(txns, clicks) -> None:
+    """Every generated event passes the rules the processor and the batch job apply."""
+    from featurelib.raw_events import problems
+
+    for kind, table in (("transactions", txns), ("clickstream", clicks)):
+        assert [p for p in problems(kind, table, CFG.end_us) if p is not None] == []
+
+
 def test_readme_ids_exist_with_recent_activity(txns, clicks) -> None:
     t = txns.column("event_timestamp").cast("int64")
     for card in ("card_12345", "card_67890"):
