@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
-from featurelib.errors import OperationalError, UnreadableFileError
+from featurelib.errors import OperationalError, unreadable
 from featurelib.paths import data_dir, default_repo, features_dir, raw_dir
 from featurelib.raw_reader import RawEvents
 
@@ -123,16 +123,11 @@ def build_view(
                     progress(f"{view.name}: {events_read:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
         tmp.replace(out_path)
     except duckdb.Error as exc:  # a file that the scan could read but DuckDB cannot
-        raise UnreadableFileError(_culprit(exc, raw.files), exc) from None
+        raise unreadable(raw.files, exc) or exc from None
     finally:
         tmp.unlink(missing_ok=True)
     return ViewBuild(view.name, events_read, rows, time.perf_counter() - started, out_path, raw.invalid.num_rows)
 
-
-def _culprit(exc: Exception, files: list[Path]) -> Path:
-    """The raw file a DuckDB error names, else the first one."""
-    text = str(exc)
-    return next((p for p in files if p.as_posix() in text), files[0])
 
 
 def build_all(

@@ -10,7 +10,7 @@ status code.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -39,6 +39,25 @@ class UnreadableFileError(OperationalError, FeastError):
 
     def http_status_code(self) -> int:
         return 500
+
+
+def unreadable(files: Sequence[Path], cause: BaseException) -> UnreadableFileError | None:
+    """Which of ``files`` made a reader fail with ``cause``: the first that pyarrow cannot read
+    through (footer and every page: a corrupt page behind an intact footer too), else the one
+    ``cause``'s message names (a missing one too); None when neither tells."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for file in files:
+        if not Path(file).exists():
+            continue
+        try:
+            for _ in pq.ParquetFile(file).iter_batches():
+                pass
+        except (pa.ArrowException, OSError) as exc:
+            return UnreadableFileError(file, exc)
+    named = next((f for f in files if str(f) in str(cause)), None)
+    return UnreadableFileError(named, cause) if named is not None else None
 
 
 class RowsRefusedError(OperationalError, FeastError):
@@ -82,8 +101,9 @@ class RowsRefusedError(OperationalError, FeastError):
 
 def _stamp(event_ts: str | int) -> str:
     """Integer microseconds since the epoch as ISO 8601 UTC; anything else quoted as given."""
+    from featurelib.contract import from_us
+
     try:
-        seconds, micros = divmod(int(event_ts), 1_000_000)
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros).isoformat()
+        return from_us(int(event_ts)).isoformat()
     except (TypeError, ValueError, OverflowError, OSError):
         return repr(event_ts)

@@ -42,7 +42,7 @@ from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.compute_engines.local.nodes import LocalOutputNode
 from feast.infra.registry.base_registry import BaseRegistry
 
-from featurelib.errors import OperationalError, RowsRefusedError, UnreadableFileError
+from featurelib.errors import OperationalError, RowsRefusedError, UnreadableFileError, unreadable
 
 
 def source_path(view: FeatureView) -> Path | None:
@@ -59,43 +59,29 @@ def _parquet_files(path: Path) -> list[Path]:
     return [path] if path.is_file() else sorted(path.rglob("*.parquet"))
 
 
-def _read_through(file: Path) -> None:
-    """Decode every page of a Parquet file, one batch at a time (nothing kept)."""
-    for _ in pq.ParquetFile(file).iter_batches():
-        pass
-
-
-def check_source_files(view: FeatureView, whole: bool = False) -> None:
-    """Read the footer (``whole``: every page) of each Parquet file of the view's batch source;
-    ``UnreadableFileError`` naming the first that fails. A missing path is left to the offline store."""
+def check_source_files(view: FeatureView) -> None:
+    """Read the footer of each Parquet file of the view's batch source; ``UnreadableFileError``
+    naming the first that fails. A missing path is left to the offline store."""
     path = source_path(view)
     if path is None or not path.exists():
         return
     for file in _parquet_files(path):
         try:
-            if whole:
-                _read_through(file)
-            else:
-                pq.read_metadata(file)
+            pq.read_metadata(file)
         except (pa.ArrowException, OSError) as exc:
             raise UnreadableFileError(file, exc) from exc
 
 
 def operational(exc: Exception, view: FeatureView) -> Exception:
-    """``exc`` as the error ``feast materialize`` should report. After a DuckDB or Arrow error,
-    the view's source files are read through with pyarrow: one that does not read (a corrupt
-    page behind an intact footer) is the cause, an ``UnreadableFileError`` naming it; so is the
-    source when the error message names it. Anything else is returned unchanged."""
-    if isinstance(exc, OperationalError) or not isinstance(exc, (duckdb.Error, pa.ArrowException)):
-        return exc
-    try:
-        check_source_files(view, whole=True)
-    except UnreadableFileError as unreadable:
-        return unreadable
+    """``exc`` as the error ``feast materialize`` should report: after a DuckDB or Arrow error,
+    the view's source file that caused it (``errors.unreadable``), when one did; anything else
+    unchanged."""
     path = source_path(view)
-    if path is None or str(path) not in str(exc):
+    if isinstance(exc, OperationalError) or not isinstance(exc, (duckdb.Error, pa.ArrowException)) or path is None:
         return exc
-    error = UnreadableFileError(path, exc)
+    error = unreadable(_parquet_files(path) if path.is_dir() else [path], exc)
+    if error is None:
+        return exc
     error.__cause__ = exc
     return error
 
