@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,6 +136,15 @@ def is_key_of(key: str | bytes, prefix: str, view: str | None = None) -> bool:
     except ValueError:
         return False
     return parsed.prefix == prefix and (view is None or parsed.view == view)
+
+
+def view_keys(client: Any, prefix: str, view: str, count: int = 1000) -> Iterator[bytes]:
+    """Every key of ``view``'s hashes under ``prefix``: a ``SCAN`` of ``scan_pattern`` with each
+    key confirmed by ``is_key_of`` (the pattern also matches longer prefixes). SCAN may return
+    a key twice; callers that count use a set."""
+    for key in client.scan_iter(match=scan_pattern(prefix, view), count=count):
+        if is_key_of(key, prefix, view):
+            yield key
 
 
 # ---------------------------------------------------------------------------- values

@@ -556,9 +556,7 @@ class RedisHashOnlineStore(OnlineStore):
         client = self.client(config)
         prefix = config.online_store.key_prefix
         deleted, pending = 0, []
-        for key in client.scan_iter(match=contract.scan_pattern(prefix, view_name), count=batch):
-            if not contract.is_key_of(key, prefix, view_name):
-                continue  # e.g. a longer prefix that starts with this one
+        for key in contract.view_keys(client, prefix, view_name, batch):
             pending.append(key)
             if len(pending) >= batch:
                 deleted += self._unlink(client, pending)

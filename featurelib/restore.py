@@ -94,9 +94,7 @@ def key_prefix(store: FeatureStore) -> str:
 def count_keys(client: Any, prefix: str, view: str, batch: int = 1000) -> int:
     """Number of hashes of ``view`` under ``prefix``: a ``SCAN`` of its key pattern, each key
     confirmed by the key grammar (a longer prefix may match the pattern), each counted once."""
-    keys = {key for key in client.scan_iter(match=contract.scan_pattern(prefix, view), count=batch)
-            if contract.is_key_of(key, prefix, view)}
-    return len(keys)
+    return len(set(contract.view_keys(client, prefix, view, batch)))
 
 
 def online_views(store: FeatureStore) -> list[FeatureView]:
