@@ -70,7 +70,7 @@ MAX_TEXT_CHARS = 256
 
 __all__ = ["MAX_AHEAD_US", "MIN_EVENT_US", "MAX_AMOUNT_CENTS", "MAX_DWELL_MS", "MAX_TEXT_CHARS", "RawField",
            "RawSchema", "RAW", "SCHEMAS", "ID_FIELD", "REQUIRED", "TRANSACTION_SCHEMA", "CLICKSTREAM_SCHEMA",
-           "problems", "problem_of", "valid_mask"]
+           "problems", "problem_of"]
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -211,12 +211,6 @@ def problem_of(kind: str, event: dict[str, Any], clock_us: int) -> str | None:
         if high is not None and value > high:
             return _above(f, value, high)
     return None
-
-
-def valid_mask(kind: str, table: pa.Table, clock_us: int | np.ndarray) -> tuple[np.ndarray, list[str | None]]:
-    """``problems`` as a keep-mask too: ``(valid, problems)``."""
-    found = problems(kind, table, clock_us)
-    return np.array([p is None for p in found], dtype=bool), found
 
 
 def _instant(us: int) -> str:

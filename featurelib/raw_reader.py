@@ -64,16 +64,16 @@ class RawEvents:
     """The raw events of one kind, with the invalid ones found and left out.
 
     ``invalid`` lists them: ``filename``, ``file_row_number`` (0-based), ``reason`` and the
-    event's columns. ``clock_us`` is the instant no event may be more than 60 s ahead of."""
+    event's columns."""
 
     kind: str
     files: list[Path]
-    clock_us: int
     invalid: pa.Table
 
     @classmethod
     def scan(cls, raw_dir: Path, kind: str, clock_us: int | None = None) -> RawEvents:
-        """Check every row of every raw file of ``kind`` (all columns, in batches)."""
+        """Check every row of every raw file of ``kind`` (all columns, in batches); no event may
+        be stamped more than 60 s after ``clock_us`` (default: now)."""
         clock = now_us() if clock_us is None else clock_us
         files = raw_files(raw_dir, kind)
         bad: list[pa.Table] = []
@@ -100,7 +100,7 @@ class RawEvents:
         invalid = pa.concat_tables(bad, promote_options="permissive") if bad else pa.table({
             "filename": pa.array([], pa.string()), "file_row_number": pa.array([], pa.int64()),
             "reason": pa.array([], pa.string())})
-        return cls(kind, files, clock, invalid)
+        return cls(kind, files, invalid)
 
     def relation(self, columns: list[str] | tuple[str, ...], where: str | None = None) -> str:
         """SQL of the valid events' ``columns`` (those matching ``where``), each event id once

@@ -66,10 +66,6 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def entry_arrival_us(entry_id: bytes) -> int:
-    return int(entry_id.split(b"-", 1)[0]) * 1000
-
-
 def encode_event(row: dict) -> dict[str, str]:
     """Stream fields of one raw event (``event_timestamp`` as a datetime or integer µs)."""
     fields = {}
@@ -103,8 +99,8 @@ or as a dict (as redis-py's default ``XREADGROUP`` parsing returns them)."""
 SMALL_READ = 200
 """Reads of fewer entries are parsed in plain Python (a live step), larger ones by columns in Arrow."""
 
-_INTEGER = re.compile(r"-?[0-9]{1,18}")  # fits in int64
-_INTEGER_PATTERN = "^-?[0-9]{1,18}$"
+_INTEGER_PATTERN = "^-?[0-9]{1,18}$"  # decimal text that fits in int64 (Arrow's regex, whole value)
+_INTEGER = re.compile(_INTEGER_PATTERN[1:-1])  # the same, for ``fullmatch`` in Python
 
 
 def _flat(fields: list[bytes] | dict[bytes, bytes]) -> list[bytes]:
@@ -274,4 +270,5 @@ def decode(kind: str, entries: list[Entry]) -> Decoded:
 
 
 def _pairs(fields: list[bytes] | dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    return list(fields.items()) if isinstance(fields, dict) else list(zip(fields[0::2], fields[1::2]))
+    flat = _flat(fields)
+    return list(zip(flat[0::2], flat[1::2]))

@@ -221,6 +221,12 @@ class Leases:
         if self.lost is not None:
             raise LeaseLost(self.lost)
 
+    def check_acks(self, replies: list) -> None:
+        """``LeaseLost`` when a fenced acknowledgement (``ack``) found the lease held by another."""
+        if any(reply == -1 for reply in replies):
+            self.lost = self.lost or "another processor holds the lease: acknowledgements refused"
+            self.check()
+
     def ack(self, pipe, stream: str, ids: list) -> None:
         """Queue fenced acknowledgements of ``ids`` on ``pipe`` (results: count, or -1 when not held)."""
         for start in range(0, len(ids), ACK_CHUNK):

@@ -424,9 +424,8 @@ class StreamProcessor:
         pipe = self.redis.pipeline(transaction=False)
         for kind, ids in ids_by_kind.items():
             self.leases.ack(pipe, self.cfg.streams[kind], ids)
-        if len(pipe) and any(reply == -1 for reply in pipe.execute()):
-            self.leases.lost = self.leases.lost or "another processor holds the lease: acknowledgements refused"
-            self.leases.check()
+        if len(pipe):
+            self.leases.check_acks(pipe.execute())
 
     def flush(self) -> None:
         """Land the buffered events as Parquet, then acknowledge them, on the landing thread:
