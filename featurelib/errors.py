@@ -107,3 +107,25 @@ def _stamp(event_ts: str | int) -> str:
         return from_us(int(event_ts)).isoformat()
     except (TypeError, ValueError, OverflowError, OSError):
         return repr(event_ts)
+
+
+class BadRequestError(FeastError, ValueError):
+    """A client's online-feature request is malformed: a missing or mistyped field, a null or
+    wrongly typed entity id, a feature reference without ``view:feature``. One line naming the
+    field; HTTP 422. Still a ``ValueError`` for SDK callers."""
+
+    def http_status_code(self) -> int:
+        return 422
+
+    def grpc_status_code(self):
+        from grpc import StatusCode
+
+        return StatusCode.INVALID_ARGUMENT
+
+
+class StoreUnavailableError(FeastError):
+    """The online store did not answer within the request's deadline (down, hung, refusing the
+    credentials): HTTP 503, so a client retries elsewhere instead of waiting."""
+
+    def http_status_code(self) -> int:
+        return 503

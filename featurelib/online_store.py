@@ -110,8 +110,9 @@ def connection_params(cfg: RedisHashOnlineStoreConfig) -> tuple[list[dict[str, s
     return nodes, params
 
 
-def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False):
-    """A redis-py client (sync or asyncio) for the configured topology."""
+def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False, **overrides: Any):
+    """A redis-py client (sync or asyncio) for the configured topology; ``overrides`` are client
+    keyword arguments (timeouts) on top of the connection string's."""
     if asynchronous:
         from redis import asyncio as redis_mod
         from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -121,6 +122,7 @@ def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False):
         from redis.cluster import ClusterNode, RedisCluster
         from redis.sentinel import Sentinel
     nodes, params = connection_params(cfg)
+    params.update(overrides)
     if cfg.redis_type == RedisType.redis_cluster:
         return RedisCluster(startup_nodes=[ClusterNode(n["host"], int(n["port"])) for n in nodes], **params)
     if cfg.redis_type == RedisType.redis_sentinel:
@@ -442,14 +444,15 @@ class RedisHashOnlineStore(OnlineStore):
 
     def _rows(self, table: FeatureView, requested: list[str], results: list[list], now_us: int):
         """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
-        and the positions of rows older than the view's TTL. ``now_us``: the reader's clock, µs
+        the positions of rows older than the view's TTL, and the (row, feature) positions of
+        stored values that do not parse (served as null, status NULL_VALUE). ``now_us``: the reader's clock, µs
         since the epoch. A row stamped more than ``contract.MAX_AHEAD_US`` ahead of it is not
         served: it reads as absent (NOT_FOUND), like a missing hash, until a write replaces it."""
         codecs = _read_codecs(table)
         decode = [codecs.decoders[name] for name in requested]
         ttl_us = int(codecs.ttl_seconds * 1_000_000)
         latest_us = now_us + contract.MAX_AHEAD_US
-        rows, stale = [], []
+        rows, stale, unparsable = [], [], []
         for i, reply in enumerate(results):
             raw_ts = reply[0]
             if raw_ts is None:
@@ -463,9 +466,29 @@ class RedisHashOnlineStore(OnlineStore):
                 rows.append((contract.from_us(event_us), None))
                 stale.append(i)
                 continue
-            values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
+            try:
+                values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
+            except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
+                values = self._tolerant_values(table.name, requested, decode, reply, i, unparsable)
             rows.append((contract.from_us(event_us), values))
-        return rows, stale
+        return rows, stale, unparsable
+
+    @staticmethod
+    def _tolerant_values(view: str, requested: list[str], decode: list, reply: list, row: int,
+                         unparsable: list[tuple[int, int]]) -> dict[str, ValueProto]:
+        """One row's values when one of them does not parse: that one is null (and counted,
+        ``serving.observe``), the others are served."""
+        from featurelib.serving import observe
+
+        values = {}
+        for f, (name, d, raw) in enumerate(zip(requested, decode, reply[1:])):
+            try:
+                values[name] = d(raw) if raw is not None else _NULL
+            except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+                values[name] = _NULL
+                unparsable.append((row, f))
+                observe.decode_error(view, name, f"row {row}", raw, exc)
+        return values
 
     def online_read(
         self,
@@ -479,7 +502,7 @@ class RedisHashOnlineStore(OnlineStore):
         pipe = self.client(config).pipeline(transaction=False)
         for ek in entity_keys:
             pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
-        rows, _ = self._rows(table, requested, pipe.execute(), contract.to_us(utils._utc_now()))
+        rows, _, _ = self._rows(table, requested, pipe.execute(), contract.to_us(utils._utc_now()))
         return rows
 
     async def online_read_async(
@@ -496,7 +519,7 @@ class RedisHashOnlineStore(OnlineStore):
             for ek in entity_keys:
                 pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
             results = await pipe.execute()
-        rows, _ = self._rows(table, requested, results, contract.to_us(utils._utc_now()))
+        rows, _, _ = self._rows(table, requested, results, contract.to_us(utils._utc_now()))
         return rows
 
     def _plan_reads(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map):
@@ -512,17 +535,20 @@ class RedisHashOnlineStore(OnlineStore):
         now_us = contract.to_us(utils._utc_now())
         offset = 0
         for table, requested, keys, idxs, output_len in work:
-            rows, stale = self._rows(table, requested, results[offset: offset + len(keys)], now_us)
+            rows, stale, unparsable = self._rows(table, requested, results[offset: offset + len(keys)], now_us)
             offset += len(keys)
             utils._populate_response_from_feature_data(requested, rows, idxs, response, full_feature_names, table,
                                                        output_len, include_meta)
-            if stale:
+            if stale or unparsable:
                 vectors = response.results[len(response.results) - len(requested):]
                 destinations = tuple(idxs)
                 for row in stale:
                     for out in destinations[row]:
                         for vector in vectors:
                             vector.statuses[out] = FieldStatus.OUTSIDE_MAX_AGE
+                for row, feature in unparsable:
+                    for out in destinations[row]:
+                        vectors[feature].statuses[out] = FieldStatus.NULL_VALUE
 
     def _read_features_per_fv(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
                               online_features_response, full_feature_names, include_feature_view_version_metadata):

@@ -1,0 +1,99 @@
+"""The Feast provider named in ``feature_store.yaml``: Feast's ``local`` provider, except that
+``get_online_features`` (sync and async) runs through ``featurelib.serving.plan``.
+
+``provider: featurelib.serving.provider.ServingProvider`` gives every reader of this
+repository the compiled path: the SDK (``FeatureStore.get_online_features``), ``feast serve``
+and ``python feature_utils.py serve``. A request costs: a plan lookup (one dict hit per
+registry version), key building, one pipelined round trip, decoding and the on-demand view.
+Requests a plan cannot reproduce exactly go through Feast's own path (``plan`` module
+docstring), as do reads when the online store is not ``RedisHashOnlineStore``.
+
+Differences from Feast's path, all deliberate and documented in docs/SERVING.md: a null,
+mistyped or missing entity id, a request field of the wrong type, empty entity rows and a
+feature reference without ``:`` raise ``errors.BadRequestError`` (HTTP 422) instead of
+serving nulls or failing with a 500; a stored value that does not parse is null with
+status ``NULL_VALUE`` instead of failing the request; a Redis failure raises
+``errors.StoreUnavailableError`` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from feast import utils
+from feast.infra.passthrough_provider import PassthroughProvider
+from feast.online_response import OnlineResponse
+from redis.exceptions import RedisError
+
+from featurelib import contract
+from featurelib.errors import StoreUnavailableError, first_line
+from featurelib.serving import observe
+from featurelib.serving.plan import BoundRequest, ReadPlan, ReadPlans
+from featurelib.serving.response import ColumnarOnlineResponse
+
+
+class ServingProvider(PassthroughProvider):
+    """Feast's passthrough provider with the compiled online read path."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.plans = ReadPlans()
+
+    def compiled(self, config: Any, features: Any, registry: Any, project: str, full_feature_names: bool,
+                 include_metadata: bool = False) -> ReadPlan | None:
+        """The compiled plan for a request, or None when Feast's own path must serve it."""
+        from featurelib.online_store import RedisHashOnlineStore
+
+        if not isinstance(self.online_store, RedisHashOnlineStore):
+            return None
+        return self.plans.plan(registry, project, features, full_feature_names, include_metadata,
+                               config.online_store.key_prefix)
+
+    def get_online_features(self, config, features, entity_rows, registry, project, full_feature_names=False,
+                            include_feature_view_version_metadata=False) -> OnlineResponse:
+        plan = self.compiled(config, features, registry, project, full_feature_names,
+                             include_feature_view_version_metadata)
+        if plan is None:
+            return super().get_online_features(config, features, entity_rows, registry, project, full_feature_names,
+                                               include_feature_view_version_metadata)
+        request = plan.bind(entity_rows)
+        replies = read_sync(self.online_store.client(config), request)
+        return ColumnarOnlineResponse(request.result(replies, contract.to_us(utils._utc_now())))
+
+    async def get_online_features_async(self, config, features, entity_rows, registry, project,
+                                        full_feature_names=False,
+                                        include_feature_view_version_metadata=False) -> OnlineResponse:
+        plan = self.compiled(config, features, registry, project, full_feature_names,
+                             include_feature_view_version_metadata)
+        if plan is None:
+            return await super().get_online_features_async(config, features, entity_rows, registry, project,
+                                                           full_feature_names, include_feature_view_version_metadata)
+        request = plan.bind(entity_rows)
+        replies = await read_async(await self.online_store.client_async(config), request)
+        return ColumnarOnlineResponse(request.result(replies, contract.to_us(utils._utc_now())))
+
+
+def read_sync(client: Any, request: BoundRequest) -> list:
+    """Every HMGET of ``request`` in one pipelined round trip (sync client)."""
+    commands = request.commands()
+    try:
+        pipe = client.pipeline(transaction=False)
+        for key, fields in commands:
+            pipe.hmget(key, fields)
+        return pipe.execute()
+    except RedisError as exc:
+        observe.redis_error(exc)
+        raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc
+
+
+async def read_async(client: Any, request: BoundRequest) -> list:
+    """``read_sync`` on an asyncio client."""
+    commands = request.commands()
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for key, fields in commands:
+                pipe.hmget(key, fields)
+            return await pipe.execute()
+    except RedisError as exc:
+        observe.redis_error(exc)
+        raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc

@@ -1,0 +1,133 @@
+"""Feast's online response, built from a ``plan.ReadResult``'s columns.
+
+``ColumnarOnlineResponse`` is a Feast ``OnlineResponse``: ``to_dict``, ``to_df`` and
+``to_arrow`` read the columns directly (the values Feast's proto round trip would give),
+and ``.proto`` builds Feast's ``GetOnlineFeaturesResponse`` only when someone asks for it
+(``feast serve`` does). ``json_body`` renders the JSON Feast's feature server answers
+``/get-online-features`` with, byte for byte (``feast.feature_server_utils``: native
+values, non-finite floats as ``"NaN"``/``"Infinity"``, bytes in base64, RFC 3339
+timestamps with Feast's adaptive precision).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from feast.online_response import TIMESTAMP_POSTFIX, OnlineResponse
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from featurelib.serving.plan import ReadResult
+
+_STATUS_NAMES = {s: FieldStatus.Name(s) for s in FieldStatus.values()}
+_EPOCH_TEXT = "1970-01-01T00:00:00Z"
+_FLOAT_TYPES = (ValueType.DOUBLE, ValueType.FLOAT)
+_FLOAT_LIST_TYPES = (ValueType.DOUBLE_LIST, ValueType.FLOAT_LIST)
+
+
+class ColumnarOnlineResponse(OnlineResponse):
+    """An ``OnlineResponse`` over columns; the proto is built on first use of ``.proto``."""
+
+    def __init__(self, result: ReadResult):  # noqa: D107 (no call to OnlineResponse.__init__: no proto yet)
+        self.result = result
+        self._feature_types = result.feature_types
+        self._proto: GetOnlineFeaturesResponse | None = None
+
+    @property
+    def proto(self) -> GetOnlineFeaturesResponse:  # type: ignore[override]
+        if self._proto is None:
+            self._proto = to_proto(self.result)
+        return self._proto
+
+    @proto.setter
+    def proto(self, value: GetOnlineFeaturesResponse) -> None:
+        self._proto = value
+
+    def to_dict(self, include_event_timestamps: bool = False) -> dict[str, Any]:
+        r = self.result
+        out: dict[str, Any] = {}
+        for name, values, event_us in zip(r.names, r.values, r.event_us):
+            out[name] = list(values)
+            if include_event_timestamps:
+                out[name + TIMESTAMP_POSTFIX] = [0] * len(values) if event_us is None else [us // 1_000_000 for us in event_us]
+        return out
+
+
+def to_proto(r: ReadResult) -> GetOnlineFeaturesResponse:
+    """Feast's response proto of a result (the slow form: one ``Value`` per cell)."""
+    response = GetOnlineFeaturesResponse(results=[])
+    response.metadata.feature_names.val.extend(r.names)
+    for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
+        n = len(values)
+        stamps = [Timestamp()] * n if event_us is None else [_timestamp(us) for us in event_us]
+        response.results.append(GetOnlineFeaturesResponse.FeatureVector(
+            values=python_values_to_proto_values(values, kind),
+            statuses=[FieldStatus.PRESENT] * n if statuses is None else statuses,
+            event_timestamps=stamps))
+    return response
+
+
+def _timestamp(us: int) -> Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def timestamp_text(us: int) -> str:
+    """µs since the epoch as Feast's server writes an event timestamp."""
+    if us == 0:
+        return _EPOCH_TEXT
+    seconds, micros = divmod(us, 1_000_000)
+    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if micros == 0:
+        return base + "Z"
+    if micros % 1000 == 0:
+        return f"{base}.{micros // 1000:03d}Z"
+    return f"{base}.{micros:06d}Z"
+
+
+def _float(x: float) -> float | str:
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _json_values(values: list, kind: ValueType) -> list:
+    if kind in _FLOAT_TYPES:
+        if all(v is None or math.isfinite(v) for v in values):
+            return values
+        return [None if v is None else _float(v) for v in values]
+    if kind in _FLOAT_LIST_TYPES:
+        return [None if v is None else [_float(x) for x in v] for v in values]
+    if kind == ValueType.BYTES:
+        return [None if v is None else base64.b64encode(v).decode("ascii") for v in values]
+    if kind == ValueType.UNKNOWN:  # on-demand outputs without a declared type: as Feast infers them
+        return [_float(v) if isinstance(v, float) else v for v in values]
+    return values
+
+
+def json_body(r: ReadResult) -> bytes:
+    """The ``/get-online-features`` JSON body of a result, as ``feast serve`` writes it."""
+    results = []
+    stamp_cache: dict[int, list[str]] = {}
+    for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
+        n = len(values)
+        if event_us is None:
+            stamps = [_EPOCH_TEXT] * n
+        else:
+            key = id(event_us)  # the columns of one view share one list of timestamps
+            stamps = stamp_cache.get(key)  # type: ignore[assignment]
+            if stamps is None:
+                stamps = stamp_cache[key] = [timestamp_text(us) for us in event_us]
+        results.append({
+            "values": _json_values(values, kind),
+            "statuses": ["PRESENT"] * n if statuses is None else [_STATUS_NAMES.get(s, "INVALID") for s in statuses],
+            "event_timestamps": stamps,
+        })
+    body = {"results": results, "metadata": {"feature_names": r.names}}
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
