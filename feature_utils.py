@@ -67,6 +67,7 @@ def cli(ctx: click.Context, repo: Path) -> None:
       python feature_utils.py skew-audit                    # online equal to offline, at scale?
       python feature_utils.py restore-online                # rebuild an online store that lost keys
       python feature_utils.py spec --feature-service fraud_detection
+      python feature_utils.py serve                         # the HTTP feature server on :6566
 
     The Redis connection comes from REDIS_CONNECTION_STRING (default localhost:6379).
     """
@@ -338,6 +339,36 @@ def spec(ctx: click.Context, service: str, output_file: Path | None) -> None:
     else:
         output_file.write_text(text + "\n")
         click.echo(f"wrote {output_file}", err=True)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", "-p", default=6566, show_default=True, help="Port (feast serve's).")
+@click.option("--workers", "-w", default=2, show_default=True, help="Worker processes (one per core).")
+@click.option("--max-entities", default=1000, show_default=True, help="Entity rows per request; more is a 413.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, help="Request body size; more is a 413.")
+@click.option("--deadline-ms", default=1000, show_default=True,
+              help="Longest a request waits for Redis before answering 503.")
+@click.option("--redis-timeout-ms", default=500, show_default=True, help="Connect and socket timeout of Redis calls.")
+@click.option("--allow-writes", is_flag=True,
+              help="Serve /push and /write-to-online-store to clients sending FEATURE_SERVER_WRITE_TOKEN.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.pass_context
+@one_line_errors
+def serve(ctx: click.Context, host: str, port: int, workers: int, max_entities: int, max_body_bytes: int,
+          deadline_ms: int, redis_timeout_ms: int, allow_writes: bool, access_log: bool) -> None:
+    """Serve Feast's /get-online-features API over the compiled read path (docs/SERVING.md).
+
+    Same requests and responses as `feast serve`; bad requests get a 4xx naming the field,
+    a down or hung Redis a 503 within the deadline. GET /health (liveness), GET /ready
+    (Redis and registry), GET /metrics (Prometheus). Writes are off unless --allow-writes.
+    """
+    from featurelib.serving.server import Limits
+    from featurelib.serving.server import serve as run_server
+
+    limits = Limits(max_entities=max_entities, max_body_bytes=max_body_bytes, deadline_ms=deadline_ms,
+                    redis_timeout_ms=redis_timeout_ms, allow_writes=allow_writes)
+    run_server(ctx.obj, host, port, workers, limits, access_log=access_log)
 
 
 if __name__ == "__main__":
