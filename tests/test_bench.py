@@ -48,3 +48,28 @@ def test_fault_benchmark_small(tmp_path: Path) -> None:
     assert online["mismatching_entities"] == 0 and online["missing_online"] == 0
     assert result["targets_met"]
     assert "| lost (produced, neither landed nor quarantined) | 0 | 0 |" in (tmp_path / "faults.md").read_text()
+
+
+def test_serving_benchmark_small(tmp_path: Path) -> None:
+    """SDK, serial HTTP and loaded HTTP for this repo, stock Feast and the floor; this repo's server
+    may be missing (then reported as not available), stock Feast's must answer."""
+    run([sys.executable, "bench/serving.py", "--cards", "200", "--reads", "20", "--duration", "1", "--long-requests", "200",
+         "--out", str(tmp_path)], ROOT, timeout=300)
+    result = json.loads((tmp_path / "serving.json").read_text())
+    for key in ("fraud_detection_1", "fraud_detection_10", "fraud_detection_100", "seed_features_1"):
+        assert set(result["sdk"][key]) == {"this repo", "Feast stock", "floor"}
+        assert all(m["p50_ms"] > 0 for m in result["sdk"][key].values())
+    assert result["answers"]["mismatches_Feast stock"] == 0 and result["answers"]["mismatches_floor"] == 0
+    stock = result["http"]["Feast stock"]
+    assert stock["available"] and stock["serial"]["health"]["p50_ms"] > 0 and "error" not in stock
+    runs = [stock["load"][body][c] for body in ("fraud_detection", "seed_features") for c in ("1", "8", "32")]
+    # A 1 s run may fall entirely in a worker restart of `feast serve` (--max-requests 1000): 0 requests.
+    assert sum(r["requests"] for r in runs) > 0 and all(r["non_2xx"] == 0 for r in runs)
+    ours = result["http"]["this repo"]
+    if ours["available"]:
+        assert "error" not in ours and ours["serial"]["fraud_detection"]["non_2xx"] == 0
+        assert ours["long_run"]["requests"] >= 200 and ours["long_run"]["non_2xx"] == 0
+    else:
+        assert ours["reason"]
+    assert "| SDK fraud_detection, 1 entity |" in (tmp_path / "serving.md").read_text()
+    assert (tmp_path / "serving.png").stat().st_size > 0
