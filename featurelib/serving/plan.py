@@ -112,6 +112,7 @@ class ViewRead:
     decoders: list[Callable[[bytes], Any]]
     out_names: list[str]
     ttl_us: int
+    value_types: list[ValueType]
     hmget_args: list[str] = field(default_factory=list)
 
 
@@ -177,7 +178,8 @@ class ReadPlan:
             out = [f"{name}__{f}" if full_feature_names else f for f in requested]
             join_keys = tuple(table.join_keys)
             view = ViewRead(table.name, join_keys, list(requested), [_decoder(types[f]) for f in requested], out,
-                            int(table.ttl.total_seconds() * 1_000_000) if table.ttl else 0)
+                            int(table.ttl.total_seconds() * 1_000_000) if table.ttl else 0,
+                            [types[f] for f in requested])
             view.hmget_args = [contract.EVENT_TS, *view.fields]
             self.views.append(view)
             for f, o in zip(requested, out):
@@ -198,6 +200,8 @@ class ReadPlan:
                                            frozenset(wanted_by_view.get(odfv.projection.name_to_use(), ())),
                                            {f.name: f.dtype.to_value_type() for f in odfv.schema}, aliases))
         self.request_fields = frozenset(request_fields)
+        # Features read only as inputs of on-demand views are dropped from the response.
+        self.drops_columns = any(o not in requested_names for v in self.views for o in v.out_names)
 
     @classmethod
     def compile(cls, ctx: tuple, full_feature_names: bool, include_metadata: bool, prefix: str) -> ReadPlan | None:
@@ -314,33 +318,27 @@ class BoundRequest:
                     decoded.append([None] * width)
                     status_of.append(OUTSIDE_MAX_AGE)
                     continue
-                row = []
-                bad: list[int] | int = PRESENT
-                for i, (raw, decode) in enumerate(zip(reply[1:], view.decoders)):
-                    if raw is None:
-                        row.append(None)
-                        continue
-                    try:
-                        row.append(decode(raw))
-                    except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
-                        row.append(None)
-                        observe.decode_error(view.name, view.fields[i], key, raw, exc)
-                        if bad == PRESENT:
-                            bad = [PRESENT] * width
-                        bad[i] = NULL_VALUE  # type: ignore[index]
+                try:
+                    row = [None if raw is None else decode(raw) for raw, decode in zip(reply[1:], view.decoders)]
+                    bad: list[int] | int = PRESENT
+                except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
+                    row, bad = _tolerant_row(view, key, reply)
                 decoded.append(row)
                 status_of.append(bad)
-            row_ts = [ts_of[p] for p in positions]
-            all_present = all(s == PRESENT for s in status_of)
-            for i, out in enumerate(view.out_names):
-                column = [decoded[p][i] for p in positions]
-                names.append(out)
-                values.append(column)
-                by_name[out] = column
-                statuses.append(None if all_present else
-                                [s if isinstance(s, int) else s[i] for s in (status_of[p] for p in positions)])
-                event_us.append(row_ts)
-                value_types.append(plan.feature_types[out])
+            if len(positions) == 1:
+                columns = [[v] for v in decoded[positions[0]]]
+            else:
+                columns = [list(c) for c in zip(*[decoded[p] for p in positions])]
+            names.extend(view.out_names)
+            values.extend(columns)
+            by_name.update(zip(view.out_names, columns))
+            if all(s == PRESENT for s in status_of):
+                statuses.extend([None] * width)
+            else:
+                statuses.extend([[s if isinstance(s, int) else s[i] for s in (status_of[p] for p in positions)]
+                                 for i in range(width)])
+            event_us.extend([[ts_of[p] for p in positions]] * width)
+            value_types.extend(view.value_types)
         for odfv in plan.odfvs:
             inputs = {k: v for k, v in zip(self.id_order, (self.ids[k] for k in self.id_order))}
             inputs.update(self.requests)
@@ -357,11 +355,28 @@ class BoundRequest:
                 statuses.append(None)
                 event_us.append(None)
                 value_types.append(kind)
-        keep = [i for i, name in enumerate(names) if name in plan.requested_names or name in self.ids]
-        if len(keep) != len(names):
+        if plan.drops_columns:
+            keep = [i for i, name in enumerate(names) if name in plan.requested_names or name in self.ids]
             names, values, statuses, event_us, value_types = ([seq[i] for i in keep] for seq in
                                                               (names, values, statuses, event_us, value_types))
         return ReadResult(names, values, statuses, event_us, value_types, plan.feature_types)
+
+
+def _tolerant_row(view: ViewRead, key: str, reply: Sequence[bytes | None]) -> tuple[list, list[int]]:
+    """A row with a stored value that does not parse: that value null with ``NULL_VALUE`` (logged
+    and counted), every other value decoded."""
+    row, statuses = [], [PRESENT] * len(view.fields)
+    for i, (raw, decode) in enumerate(zip(reply[1:], view.decoders)):
+        if raw is None:
+            row.append(None)
+            continue
+        try:
+            row.append(decode(raw))
+        except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+            row.append(None)
+            statuses[i] = NULL_VALUE
+            observe.decode_error(view.name, view.fields[i], key, raw, exc)
+    return row, statuses
 
 
 def _normalized(column: Any, kind: ValueType) -> list:

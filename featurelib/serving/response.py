@@ -111,23 +111,45 @@ def _json_values(values: list, kind: ValueType) -> list:
     return values
 
 
+_STAMP_TEXTS: dict[int, str] = {0: _EPOCH_TEXT}
+
+
+def _stamp_texts(event_us: list[int]) -> list[str]:
+    texts = _STAMP_TEXTS
+    if len(texts) > 100_000:  # rows change, texts of old timestamps are not needed again
+        texts.clear()
+        texts[0] = _EPOCH_TEXT
+    out = []
+    for us in event_us:
+        text = texts.get(us)
+        if text is None:
+            text = texts[us] = timestamp_text(us)
+        out.append(text)
+    return out
+
+
 def json_body(r: ReadResult) -> bytes:
     """The ``/get-online-features`` JSON body of a result, as ``feast serve`` writes it."""
     results = []
-    stamp_cache: dict[int, list[str]] = {}
+    stamps_of: dict[int, list[str]] = {}  # the columns of one view share one list of timestamps
     for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
-        n = len(values)
         if event_us is None:
-            stamps = [_EPOCH_TEXT] * n
+            stamps = [_EPOCH_TEXT] * len(values)
         else:
-            key = id(event_us)  # the columns of one view share one list of timestamps
-            stamps = stamp_cache.get(key)  # type: ignore[assignment]
+            stamps = stamps_of.get(id(event_us))  # type: ignore[assignment]
             if stamps is None:
-                stamps = stamp_cache[key] = [timestamp_text(us) for us in event_us]
+                stamps = stamps_of[id(event_us)] = _stamp_texts(event_us)
         results.append({
-            "values": _json_values(values, kind),
-            "statuses": ["PRESENT"] * n if statuses is None else [_STATUS_NAMES.get(s, "INVALID") for s in statuses],
+            "values": values if kind._value_ in _NATIVE_TYPES else _json_values(values, kind),
+            "statuses": ["PRESENT"] * len(values) if statuses is None else [_STATUS_NAMES.get(s, "INVALID")
+                                                                            for s in statuses],
             "event_timestamps": stamps,
         })
-    body = {"results": results, "metadata": {"feature_names": r.names}}
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode({"results": results, "metadata": {"feature_names": r.names}}).encode("utf-8")
+
+
+# Feast's JSONResponse: json.dumps(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+_NATIVE_TYPES = frozenset(t.value for t in (ValueType.INT64, ValueType.INT32, ValueType.STRING, ValueType.BOOL,
+                                            ValueType.INT64_LIST, ValueType.INT32_LIST, ValueType.STRING_LIST,
+                                            ValueType.BOOL_LIST))  # values, not members: hashing an Enum is slow

@@ -248,7 +248,8 @@ class FeatureServer:
             return 200, await self._feast_path(features, entities, full, metadata), _JSON
         bound = plan.bind(entities)
         try:
-            replies = await asyncio.wait_for(read_async(self.client, bound), self.limits.deadline_ms / 1000)
+            async with _deadline(self.limits.deadline_ms / 1000):
+                replies = await read_async(self.client, bound)
         except asyncio.TimeoutError:
             observe.redis_error(TimeoutError())
             raise StoreUnavailableError(
@@ -362,6 +363,36 @@ class FeatureServer:
         return 200, b"", []
 
 
+def _deadline(seconds: float) -> Any:
+    """``asyncio.timeout`` (no task per request) where Python has it (3.11+)."""
+    if hasattr(asyncio, "timeout"):
+        return asyncio.timeout(seconds)
+    return _WaitFor(seconds)
+
+
+class _WaitFor:
+    """``asyncio.timeout`` for Python 3.10: cancels the current task after ``seconds``."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.handle, self.expired = seconds, None, False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            self.expired = True
+            task.cancel()
+
+        self.handle = loop.call_later(self.seconds, expire)
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        self.handle.cancel()
+        if self.expired and kind is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False
+
+
 def _flag(request: dict, name: str) -> bool:
     value = request.get(name, False)
     if not isinstance(value, bool):
@@ -406,8 +437,10 @@ def serve(repo: Path, host: str, port: int, workers: int, limits: Limits, keep_a
 
     if limits.allow_writes and not os.environ.get(WRITE_TOKEN_ENV):
         raise UserError(f"--allow-writes needs a token in the environment variable {WRITE_TOKEN_ENV}")
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="featurelib-metrics-")
+    # The workers' counts meet in a directory of this server's own (an inherited one, which
+    # importing feast.metrics sets in every process, would mix in other processes' counts).
+    metrics_dir = tempfile.mkdtemp(prefix="featurelib-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = metrics_dir
     app = FeatureServer(repo, limits)
 
     def child_exit(server: Any, worker: Any) -> None:
