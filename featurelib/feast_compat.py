@@ -1,4 +1,4 @@
-"""Two narrow fixes for Feast 0.67 behaviour that this repository's users would trip over.
+"""Narrow fixes for Feast 0.67 behaviour that this repository's users would trip over.
 
 ``featurelib.online_store`` applies them on import. Feast imports that module for every
 ``feast`` command and every ``FeatureStore`` of this repository, because
@@ -64,6 +64,37 @@ def _unknown_feature_is_not_found() -> None:
     FeatureViewProjection.get_feature = get_feature  # type: ignore[method-assign]
 
 
+def _feature_services_built_once_per_registry() -> None:
+    """``Registry.get_feature_service(..., allow_cache=True)`` builds a new ``FeatureService``
+    from its proto on every call (about 1.9 ms for ``fraud_detection``, half of it runtime type
+    checks), and ``feast serve`` calls it for every request naming a service. With the cache
+    allowed, keep the object per (project, name) for as long as the registry proto it was built
+    from is the one Feast serves; without it (the SDK's default), Feast re-reads the registry as
+    before."""
+    from feast.infra.registry import proto_registry_utils
+    from feast.infra.registry.registry import Registry
+
+    if getattr(Registry.get_feature_service, "_featurelib", False):
+        return
+    original = Registry.get_feature_service
+
+    def get_feature_service(self, name: str, project: str, allow_cache: bool = False):
+        if not allow_cache:
+            return original(self, name, project, allow_cache)
+        proto = self._get_registry_proto(project=project, allow_cache=True)
+        built = self.__dict__.setdefault("_featurelib_services", {})
+        hit = built.get((project, name))
+        if hit is not None and hit[0] is proto:
+            return hit[1]
+        service = proto_registry_utils.get_feature_service(proto, name, project)
+        built[(project, name)] = (proto, service)
+        return service
+
+    get_feature_service._featurelib = True  # type: ignore[attr-defined]
+    Registry.get_feature_service = get_feature_service  # type: ignore[method-assign]
+
+
 def apply() -> None:
     _registry_dump_handles_python_odfvs()
     _unknown_feature_is_not_found()
+    _feature_services_built_once_per_registry()

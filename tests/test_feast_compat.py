@@ -1,4 +1,4 @@
-"""The two Feast 0.67 fixes in featurelib/feast_compat.py (see docs/FEAST_NOTES.md)."""
+"""The Feast 0.67 fixes in featurelib/feast_compat.py (see docs/FEAST_NOTES.md)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def test_unknown_feature_is_a_keyerror_and_a_404() -> None:
 def test_registry_dump_treats_python_transformations_like_pandas_ones() -> None:
     assert isinstance(base_registry.PandasTransformation, tuple)
     assert PythonTransformation in base_registry.PandasTransformation
+
+
+def test_a_cached_feature_service_is_built_once_per_registry_version(feature_repo) -> None:
+    store = feature_repo.store()
+    first = store.get_feature_service("fraud_detection", allow_cache=True)
+    assert store.get_feature_service("fraud_detection", allow_cache=True) is first
+    assert store.get_feature_service("fraud_detection") is not first  # the default re-reads the registry
+    store.refresh_registry()
+    again = store.get_feature_service("fraud_detection", allow_cache=True)
+    assert again is not first and again == first

@@ -380,10 +380,12 @@ def _tolerant_row(view: ViewRead, key: str, reply: Sequence[bytes | None]) -> tu
 
 
 def _normalized(column: Any, kind: ValueType) -> list:
-    """An on-demand output column as Feast's proto round trip gives it back (floats as floats)."""
+    """An on-demand output column as Feast's proto round trip gives it back: floats as floats, and
+    NaN as null (Feast's ``python_values_to_proto_values`` writes a NaN output as a null value)."""
     column = list(column) if not isinstance(column, list) else column
     if kind in (ValueType.DOUBLE, ValueType.FLOAT):
-        return [None if v is None else (float(np.float32(v)) if kind == ValueType.FLOAT else float(v)) for v in column]
+        return [None if v is None or v != v else (float(np.float32(v)) if kind == ValueType.FLOAT else float(v))
+                for v in column]
     if kind in (ValueType.INT64, ValueType.INT32):
         return [None if v is None else int(v) for v in column]
     if kind == ValueType.BOOL:

@@ -18,11 +18,14 @@ status ``NULL_VALUE`` instead of failing the request; a Redis failure raises
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from feast import utils
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.online_response import OnlineResponse
+from feast.protos.feast.types.Value_pb2 import RepeatedValue
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -60,7 +63,7 @@ class ServingProvider(PassthroughProvider):
                             include_feature_view_version_metadata=False) -> OnlineResponse:
         plan = self.compiled(config, features, registry, project, full_feature_names,
                              include_feature_view_version_metadata)
-        if plan is None:
+        if plan is None or _has_protos(entity_rows):
             return super().get_online_features(config, features, entity_rows, registry, project, full_feature_names,
                                                include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
@@ -72,12 +75,23 @@ class ServingProvider(PassthroughProvider):
                                         include_feature_view_version_metadata=False) -> OnlineResponse:
         plan = self.compiled(config, features, registry, project, full_feature_names,
                              include_feature_view_version_metadata)
-        if plan is None:
+        if plan is None or _has_protos(entity_rows):
             return await super().get_online_features_async(config, features, entity_rows, registry, project,
                                                            full_feature_names, include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
         replies = await read_async(await self.online_store.client_async(config), request)
         return ColumnarOnlineResponse(request.result(replies, contract.to_us(utils._utc_now())))
+
+
+def _has_protos(entity_rows: Any) -> bool:
+    """Entity values given as Feast protos (``RepeatedValue`` columns or ``Value`` items, as Feast's
+    gRPC server passes them): Feast's own path reads those."""
+    if isinstance(entity_rows, Mapping):
+        columns = entity_rows.values()
+        return any(isinstance(c, RepeatedValue) or (isinstance(c, (list, tuple)) and len(c) > 0 and isinstance(c[0], ValueProto))
+                   for c in columns)
+    first = entity_rows[0] if isinstance(entity_rows, Sequence) and entity_rows else None
+    return isinstance(first, Mapping) and any(isinstance(v, ValueProto) for v in first.values())
 
 
 def _missing(commands: list, replies: list) -> list:
@@ -103,13 +117,15 @@ def read_sync(client: Any, request: BoundRequest) -> list:
 
 
 async def read_async(client: Any, request: BoundRequest) -> list:
-    """``read_sync`` on an asyncio client. On a plain (non-cluster) client the commands are
-    packed by hiredis and written on one pooled connection, which costs a third of redis-py's
-    asyncio pipeline; a cluster goes through redis-py's pipeline."""
+    """``read_sync`` on an asyncio client. On a plain (non-cluster) client the commands go
+    through ``PackedReads``; a cluster goes through redis-py's pipeline."""
     commands = request.commands()
     try:
         if _pack is not None and isinstance(client, AsyncRedis):
-            return _missing(commands, await _hmget_packed(client.connection_pool, commands))
+            reads = client.__dict__.get("_featurelib_reads")
+            if reads is None:
+                reads = client.__dict__["_featurelib_reads"] = PackedReads(client.connection_pool)
+            return _missing(commands, await reads.hmget(commands))
         async with client.pipeline(transaction=False) as pipe:
             for key, fields in commands:
                 pipe.hmget(key, fields)
@@ -119,26 +135,37 @@ async def read_async(client: Any, request: BoundRequest) -> list:
         raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc
 
 
-async def _hmget_packed(pool: Any, commands: list[tuple[str, list[str]]]) -> list:
-    payload = b"".join([_pack(("HMGET", key, *fields)) for key, fields in commands])
-    for attempt in (1, 2):
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(payload, check_health=False)
-            replies: list = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:  # one reply was an error; the others follow on the connection
-                    replies.append(exc)
-            return replies
-        except RedisConnectionError:
-            await conn.disconnect()
-            if attempt == 2:  # a pooled connection the server had closed gets one retry on a new one
+class PackedReads:
+    """Pipelined HMGETs at a third of the cost of redis-py's asyncio pipeline: the commands are
+    packed by hiredis and written at once on a connection of the client's pool kept idle here
+    (the pool's check of a connection on every checkout, and redis-py's pipeline objects, cost
+    more than the read itself), and read back by redis-py's parser. A connection is reused only
+    after a complete exchange: a timeout, cancellation or error closes it."""
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+        self.idle: list = []
+
+    async def hmget(self, commands: list[tuple[str, list[str]]]) -> list:
+        payload = b"".join([_pack(("HMGET", key, *fields)) for key, fields in commands])
+        for attempt in (1, 2):
+            conn = self.idle.pop() if self.idle else self.pool.make_connection()
+            try:
+                await conn.send_packed_command(payload, check_health=False)
+                replies: list = []
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:  # one reply was an error; the others follow on the connection
+                        replies.append(exc)
+            except RedisConnectionError:
+                await conn.disconnect()
+                if attempt == 2:  # an idle connection the server had closed gets one retry on a new one
+                    raise
+                continue
+            except BaseException:
+                await conn.disconnect()
                 raise
-        except BaseException:  # a timeout or cancellation leaves replies unread: never reuse the connection
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-    return []
+            self.idle.append(conn)
+            return replies
+        return []

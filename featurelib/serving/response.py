@@ -12,20 +12,27 @@ timestamps with Feast's adaptive precision).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from datetime import datetime, timezone
+from json.encoder import encode_basestring as _encode_string  # what ensure_ascii=False writes strings with
 from typing import Any
 
 from feast.online_response import TIMESTAMP_POSTFIX, OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from featurelib import contract
 from featurelib.serving.plan import ReadResult
 
 _STATUS_NAMES = {s: FieldStatus.Name(s) for s in FieldStatus.values()}
+_float_repr, _int_repr = float.__repr__, int.__repr__
+_FIELDS = {kind: c.field for kind, c in contract.CODECS.items() if kind != ValueType.UNIX_TIMESTAMP}
+_NULL = ValueProto()
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
 _FLOAT_TYPES = (ValueType.DOUBLE, ValueType.FLOAT)
 _FLOAT_LIST_TYPES = (ValueType.DOUBLE_LIST, ValueType.FLOAT_LIST)
@@ -60,17 +67,27 @@ class ColumnarOnlineResponse(OnlineResponse):
 
 
 def to_proto(r: ReadResult) -> GetOnlineFeaturesResponse:
-    """Feast's response proto of a result (the slow form: one ``Value`` per cell)."""
+    """Feast's response proto of a result (the slow form: one ``Value`` per cell). Values are set
+    on their type's field as they are, as Feast's read path sets them (a stored NaN stays NaN)."""
     response = GetOnlineFeaturesResponse(results=[])
     response.metadata.feature_names.val.extend(r.names)
     for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
         n = len(values)
         stamps = [Timestamp()] * n if event_us is None else [_timestamp(us) for us in event_us]
         response.results.append(GetOnlineFeaturesResponse.FeatureVector(
-            values=python_values_to_proto_values(values, kind),
+            values=_protos(values, kind),
             statuses=[FieldStatus.PRESENT] * n if statuses is None else statuses,
             event_timestamps=stamps))
     return response
+
+
+def _protos(values: list, kind: ValueType) -> list[ValueProto]:
+    field = _FIELDS.get(kind)
+    if field is None:  # a type the compiled path does not decode (on-demand outputs of other types)
+        return python_values_to_proto_values(values, kind)
+    if field.endswith("_list_val"):
+        return [_NULL if v is None else ValueProto(**{field: {"val": v}}) for v in values]
+    return [_NULL if v is None else ValueProto(**{field: v}) for v in values]
 
 
 def _timestamp(us: int) -> Timestamp:
@@ -129,23 +146,52 @@ def _stamp_texts(event_us: list[int]) -> list[str]:
 
 
 def json_body(r: ReadResult) -> bytes:
-    """The ``/get-online-features`` JSON body of a result, as ``feast serve`` writes it."""
-    results = []
-    stamps_of: dict[int, list[str]] = {}  # the columns of one view share one list of timestamps
+    """The ``/get-online-features`` JSON body of a result, as ``feast serve`` writes it: the text
+    ``json.dumps`` gives Feast's dict (``_ENCODER``), written column by column."""
+    columns = []
+    stamps_of: dict[int, str] = {}  # the columns of one view share one list of timestamps
     for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
+        n = len(values)
         if event_us is None:
-            stamps = [_EPOCH_TEXT] * len(values)
+            stamps = _epoch_stamps(n)
         else:
             stamps = stamps_of.get(id(event_us))  # type: ignore[assignment]
             if stamps is None:
-                stamps = stamps_of[id(event_us)] = _stamp_texts(event_us)
-        results.append({
-            "values": values if kind._value_ in _NATIVE_TYPES else _json_values(values, kind),
-            "statuses": ["PRESENT"] * len(values) if statuses is None else [_STATUS_NAMES.get(s, "INVALID")
-                                                                            for s in statuses],
-            "event_timestamps": stamps,
-        })
-    return _ENCODER.encode({"results": results, "metadata": {"feature_names": r.names}}).encode("utf-8")
+                stamps = stamps_of[id(event_us)] = _ENCODER.encode(_stamp_texts(event_us))
+        if kind._value_ not in _NATIVE_TYPES:
+            values = _json_values(values, kind)
+        columns.append(''.join(('{"values":[', ",".join(map(_scalar, values)), '],"statuses":',
+                                _present(n) if statuses is None else
+                                _ENCODER.encode([_STATUS_NAMES.get(s, "INVALID") for s in statuses]),
+                                ',"event_timestamps":', stamps, "}")))
+    text = '{"results":[' + ",".join(columns) + '],"metadata":{"feature_names":' + _ENCODER.encode(r.names) + "}}"
+    return text.encode("utf-8")
+
+
+def _scalar(v: Any) -> str:
+    """One value as ``_ENCODER`` writes it."""
+    kind = type(v)
+    if kind is str:
+        return _encode_string(v)
+    if kind is float and math.isfinite(v):
+        return _float_repr(v)
+    if kind is int:
+        return _int_repr(v)
+    if v is None:
+        return "null"
+    if kind is bool:
+        return "true" if v else "false"
+    return _ENCODER.encode(v)
+
+
+@functools.lru_cache(maxsize=64)
+def _present(n: int) -> str:
+    return _ENCODER.encode(["PRESENT"] * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _epoch_stamps(n: int) -> str:
+    return _ENCODER.encode([_EPOCH_TEXT] * n)
 
 
 # Feast's JSONResponse: json.dumps(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).

@@ -91,9 +91,7 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, FeastError):
         return exc.http_status_code()
-    if isinstance(exc, (KeyError, LookupError)):
-        return 404
-    if isinstance(exc, (ValueError, TypeError)):
+    if isinstance(exc, (ValueError, TypeError, KeyError)):  # Feast's own path: e.g. a missing join key
         return 422
     return 500
 
@@ -123,9 +121,9 @@ class FeatureServer:
         online = self.store._get_provider().online_store
         if not isinstance(online, RedisHashOnlineStore):
             raise RuntimeError("the feature server needs online_store type featurelib.online_store.RedisHashOnlineStore")
-        timeout = self.limits.redis_timeout_ms / 1000
-        self.client = make_client(self.store.config.online_store, asynchronous=True, socket_timeout=timeout,
-                                  socket_connect_timeout=timeout)
+        # Connecting has its own timeout; every exchange is bounded by the request's deadline.
+        self.client = make_client(self.store.config.online_store, asynchronous=True, socket_timeout=None,
+                                  socket_connect_timeout=self.limits.redis_timeout_ms / 1000)
         self._refresher = asyncio.create_task(self._refresh_registry())
 
     async def shutdown(self) -> None:
@@ -358,8 +356,13 @@ class FeatureServer:
         if not isinstance(request, dict) or not isinstance(request.get("feature_view_name"), str):
             raise HttpError(422, "feature_view_name: expected the name of a feature view")
         df = _frame(request, pd)
-        await asyncio.to_thread(self.store.write_to_online_store, request["feature_view_name"], df,
-                                allow_registry_cache=True)
+        try:
+            await asyncio.to_thread(self.store.write_to_online_store, request["feature_view_name"], df,
+                                    allow_registry_cache=True)
+        except KeyError as exc:  # Feast's error for an unknown view: a bare KeyError of its name
+            if exc.args != (request["feature_view_name"],):
+                raise
+            raise HttpError(404, f"feature_view_name: no feature view named {request['feature_view_name']}") from None
         return 200, b"", []
 
 
