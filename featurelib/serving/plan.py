@@ -334,6 +334,8 @@ class BoundRequest:
             by_name.update(zip(view.out_names, columns))
             if all(s == PRESENT for s in status_of):
                 statuses.extend([None] * width)
+            elif all(type(s) is int for s in status_of):  # one list for every column of the view
+                statuses.extend([[status_of[p] for p in positions]] * width)
             else:
                 statuses.extend([[s if isinstance(s, int) else s[i] for s in (status_of[p] for p in positions)]
                                  for i in range(width)])
@@ -452,16 +454,17 @@ def _row_count(columns: dict[str, list]) -> int:
 
 
 def _checked_ids(name: str, values: list, kind: ValueType) -> list:
+    """The ids of one join key, as plain ``str`` or ``int``; ``BadRequestError`` naming the first
+    that is null, of another type, or text that cannot be encoded (a lone surrogate)."""
     expected, what = _ID_TYPES.get(kind, (str, "a string"))
+    if expected is str and all(type(v) is str and v.isascii() for v in values):
+        return values  # the common case, checked at C speed
     for i, v in enumerate(values):
         if type(v) is not expected and not (isinstance(v, expected) and not isinstance(v, bool)):
             got = "null" if v is None else f"{v!r} ({type(v).__name__})"
             raise BadRequestError(f"entities.{name}[{i}]: an id must be {what}, got {got}")
         if expected is str:
-            try:
-                v.encode()
-            except UnicodeEncodeError:
-                raise BadRequestError(f"entities.{name}[{i}]: not valid Unicode text (a lone surrogate?)") from None
+            _check_text(name, i, v)
     if expected is str and any(type(v) is not str for v in values):
         return [str(v) for v in values]  # numpy.str_ and other subclasses, as plain strings
     if expected is int and any(type(v) is not int for v in values):
@@ -469,9 +472,18 @@ def _checked_ids(name: str, values: list, kind: ValueType) -> list:
     return values
 
 
+def _check_text(name: str, i: int, text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise BadRequestError(f"entities.{name}[{i}]: not valid Unicode text (a lone surrogate?)") from None
+
+
 def _checked_request_values(name: str, values: list, kind: ValueType | None) -> list:
+    """A request field's values, unchanged; ``BadRequestError`` naming the first of the wrong type
+    for the field's declared type (null is allowed: the on-demand view sees None)."""
     accepted, what = _REQUEST_TYPES.get(kind, ((), "")) if kind is not None else ((), "")
-    if not accepted:
+    if not accepted or all(type(v) in accepted and type(v) is not str for v in values):
         return values
     for i, v in enumerate(values):
         if v is None:
@@ -480,10 +492,7 @@ def _checked_request_values(name: str, values: list, kind: ValueType | None) -> 
             raise BadRequestError(f"entities.{name}[{i}]: a request value must be {what}, got {v!r} "
                                   f"({type(v).__name__})")
         if kind == ValueType.STRING:
-            try:
-                v.encode()
-            except UnicodeEncodeError:
-                raise BadRequestError(f"entities.{name}[{i}]: not valid Unicode text (a lone surrogate?)") from None
+            _check_text(name, i, v)
     return values
 
 

@@ -150,6 +150,7 @@ def json_body(r: ReadResult) -> bytes:
     ``json.dumps`` gives Feast's dict (``_ENCODER``), written column by column."""
     columns = []
     stamps_of: dict[int, str] = {}  # the columns of one view share one list of timestamps
+    texts_of: dict[int, str] = {}  # ... and often one list of statuses
     for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
         n = len(values)
         if event_us is None:
@@ -161,11 +162,17 @@ def json_body(r: ReadResult) -> bytes:
         if kind._value_ not in _NATIVE_TYPES:
             values = _json_values(values, kind)
         columns.append(''.join(('{"values":[', ",".join(map(_scalar, values)), '],"statuses":',
-                                _present(n) if statuses is None else
-                                _ENCODER.encode([_STATUS_NAMES.get(s, "INVALID") for s in statuses]),
+                                _present(n) if statuses is None else _statuses_json(statuses, texts_of),
                                 ',"event_timestamps":', stamps, "}")))
     text = '{"results":[' + ",".join(columns) + '],"metadata":{"feature_names":' + _ENCODER.encode(r.names) + "}}"
     return text.encode("utf-8")
+
+
+def _statuses_json(statuses: list[int], texts_of: dict[int, str]) -> str:
+    text = texts_of.get(id(statuses))
+    if text is None:
+        text = texts_of[id(statuses)] = _ENCODER.encode([_STATUS_NAMES.get(s, "INVALID") for s in statuses])
+    return text
 
 
 def _scalar(v: Any) -> str:
