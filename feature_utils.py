@@ -349,7 +349,7 @@ def spec(ctx: click.Context, service: str, output_file: Path | None) -> None:
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, help="Request body size; more is a 413.")
 @click.option("--deadline-ms", default=1000, show_default=True,
               help="Longest a request waits for Redis before answering 503.")
-@click.option("--redis-timeout-ms", default=500, show_default=True, help="Connect and socket timeout of Redis calls.")
+@click.option("--redis-timeout-ms", default=500, show_default=True, help="Timeout of connecting to Redis.")
 @click.option("--allow-writes", is_flag=True,
               help="Serve /push and /write-to-online-store to clients sending FEATURE_SERVER_WRITE_TOKEN.")
 @click.option("--access-log", is_flag=True, help="Log every request.")

@@ -88,6 +88,11 @@ class RedisHashOnlineStoreConfig(FeastConfigBaseModel):
     """How long a hash outlives its view's TTL, so reads report OUTSIDE_MAX_AGE, not NOT_FOUND."""
     write_batch_size: int = 2000
     """Rows per pipelined round trip when writing."""
+    socket_timeout_seconds: float = 10.0
+    """How long one exchange with Redis through Feast may wait; a read or write fails after two
+    (``errors.StoreUnavailableError`` on the read path). Lower it for inference services."""
+    connect_timeout_seconds: float = 5.0
+    """How long connecting to Redis may take."""
 
     @field_validator("connection_string", mode="before")
     @classmethod
@@ -129,6 +134,20 @@ def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False, **o
         sentinel = Sentinel([(n["host"], int(n["port"])) for n in nodes], **params)
         return sentinel.master_for(cfg.sentinel_master)
     return redis_mod.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
+
+
+def _timeouts(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False) -> dict[str, Any]:
+    """The store's client options: its timeouts, and one retry at once (a pooled connection that
+    Redis closed is replaced), so a read or write fails within two ``socket_timeout_seconds``
+    rather than redis-py's default of four attempts with backoff."""
+    from redis.backoff import NoBackoff
+
+    if asynchronous:
+        from redis.asyncio.retry import Retry
+    else:
+        from redis.retry import Retry
+    return {"socket_timeout": cfg.socket_timeout_seconds, "socket_connect_timeout": cfg.connect_timeout_seconds,
+            "retry": Retry(NoBackoff(), 1)}
 
 
 def _entity_text(value: ValueProto) -> str:
@@ -260,19 +279,18 @@ class RedisHashOnlineStore(OnlineStore):
     # ------------------------------------------------------------------ clients
 
     def client(self, config: RepoConfig):
-        if self._client is None:
-            self._client = make_client(config.online_store)
-        return self._client
+        return self._get_client(config.online_store)
 
     async def client_async(self, config: RepoConfig):
         if self._client_async is None:
-            self._client_async = make_client(config.online_store, asynchronous=True)
+            self._client_async = make_client(config.online_store, asynchronous=True,
+                                             **_timeouts(config.online_store, asynchronous=True))
         return self._client_async
 
     def _get_client(self, online_store_config: RedisHashOnlineStoreConfig):
         """Feast's name for it (used by ``featurelib.repo.redis_client``)."""
         if self._client is None:
-            self._client = make_client(online_store_config)
+            self._client = make_client(online_store_config, **_timeouts(online_store_config))
         return self._client
 
     def _script_sha(self, client) -> str:

@@ -26,6 +26,9 @@ COVERED_ELSEWHERE = {
     "make demo": "tests/test_demo.py runs `python -m featurelib.demo`, all that `make demo` runs after installing",
     "make test": "CI runs it (.ci/run)",
     "feast serve": "tests/test_feature_server.py starts it and runs the README's curl command against it",
+    "python feature_utils.py serve": "runs until stopped: tests/test_serving_http.py starts it (with --allow-writes and "
+                                     "a token too) and runs the README's curl command against it",
+    "python bench/serving.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
     "curl": "tests/test_feature_server.py runs it against a running `feast serve`",
     "python bench/backfill.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
     "python bench/online_store.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
@@ -120,6 +123,14 @@ def test_training_doc_examples_run(readme_repo: Repo) -> None:
         result = run([sys.executable, "-c", code], readme_repo.path, check=False)
         assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
         assert "txn_count_5m" in result.stdout
+
+
+def test_serving_doc_example_runs(readme_repo: Repo) -> None:
+    """docs/SERVING.md: the feature service fetched once, then read per request."""
+    (code,) = blocks(ROOT / "docs" / "SERVING.md", "python")
+    result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+    assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
+    assert result.stdout.strip() == "['card_12345']"
 
 
 def test_monitoring_doc_example_runs(readme_repo: Repo) -> None:

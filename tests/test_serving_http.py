@@ -119,6 +119,22 @@ def test_same_bytes_as_feast_serve(server: str, feast_server: str, feature_repo:
         assert ours.content == theirs.content, body
 
 
+def test_readme_curl_command(server: str) -> None:
+    """The README's curl command, as written, against this server's port."""
+    import shutil
+
+    from tests.conftest import ROOT
+    from tests.test_readme import blocks, commands
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed on this machine; the same request is sent with httpx above")
+    (curl,) = [c for b in blocks(ROOT / "README.md", "bash") for c in commands(b) if c.startswith("curl")]
+    result = run(["bash", "-c", curl.replace("http://localhost:6566", server)], ROOT)
+    by_name = dict(zip(json.loads(result.stdout)["metadata"]["feature_names"], json.loads(result.stdout)["results"]))
+    assert by_name["card_id"]["values"] == ["card_12345"]
+    assert by_name["txn_count_5m"]["statuses"] == ["PRESENT"]
+
+
 def test_health_metrics_and_readiness(server: str) -> None:
     assert httpx.get(f"{server}/health").status_code == 200
     ready = httpx.get(f"{server}/ready")

@@ -181,3 +181,36 @@ def test_the_feature_service_resolves_once_per_registry_version(store) -> None:
     assert first is provider.compiled(store.config, service, store.registry, store.project, False)
     store.refresh_registry()
     assert first is not provider.compiled(store.config, service, store.registry, store.project, False)
+
+
+def test_a_hung_redis_fails_an_sdk_read_within_the_socket_timeout(tmp_path) -> None:
+    """``socket_timeout_seconds`` bounds an SDK read: a stopped (SIGSTOP) Redis raises
+    ``StoreUnavailableError`` instead of hanging the caller."""
+    import os
+    import signal
+
+    from featurelib.errors import StoreUnavailableError
+    from featurelib.redis_server import RedisServer
+    from featurelib.repo import load_store
+    from tests.conftest import copy_repo, run
+    from tests.processes import private_redis
+
+    repo = copy_repo(tmp_path / "repo")
+    yaml = repo / "feature_store.yaml"
+    yaml.write_text(yaml.read_text().replace("  type: featurelib.online_store.RedisHashOnlineStore",
+                                             "  type: featurelib.online_store.RedisHashOnlineStore\n"
+                                             "  socket_timeout_seconds: 0.3"))
+    with RedisServer() as redis, private_redis(redis):
+        run(["feast", "apply"], repo)
+        store = load_store(repo)
+        features = ["transaction_stats_5m:txn_count_5m"]
+        assert store.get_online_features(features, {"card_id": ["c"]}).to_dict()["txn_count_5m"] == [None]
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="did not answer"):
+                store.get_online_features(features, {"card_id": ["c"]})
+            assert time.monotonic() - started < 2.0
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        assert store.get_online_features(features, {"card_id": ["c"]}).to_dict()["txn_count_5m"] == [None]

@@ -161,7 +161,8 @@ def json_body(r: ReadResult) -> bytes:
                 stamps = stamps_of[id(event_us)] = _ENCODER.encode(_stamp_texts(event_us))
         if kind._value_ not in _NATIVE_TYPES:
             values = _json_values(values, kind)
-        columns.append(''.join(('{"values":[', ",".join(map(_scalar, values)), '],"statuses":',
+        columns.append(''.join(('{"values":[', _scalar(values[0]) if n == 1 else ",".join(map(_scalar, values)),
+                                '],"statuses":',
                                 _present(n) if statuses is None else _statuses_json(statuses, texts_of),
                                 ',"event_timestamps":', stamps, "}")))
     text = '{"results":[' + ",".join(columns) + '],"metadata":{"feature_names":' + _ENCODER.encode(r.names) + "}}"

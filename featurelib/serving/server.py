@@ -8,8 +8,9 @@ same data: a client of ``feast serve`` can point at this server unchanged. On to
   malformed body or request (wrong types, null or missing ids, refs without ``view:feature``,
   name collisions), 404 for an unknown feature view, feature or service, 413 for more than
   ``max_entities`` entity rows or a body over ``max_body_bytes``;
-* Redis calls have connect and socket timeouts and each request a deadline: a down, hung
-  or password-refusing Redis is a 503 within ``deadline_ms``;
+* connecting to Redis has a timeout (``redis_timeout_ms``) and every request a deadline
+  (``deadline_ms``) that bounds each exchange with Redis: a down, hung or password-refusing
+  Redis is a 503 within the deadline;
 * ``GET /health`` is liveness (200 while the process runs); ``GET /ready`` checks Redis and
   the registry (200 or 503); ``GET /metrics`` is Prometheus text (``serving.observe``);
 * ``POST /push`` and ``POST /write-to-online-store`` answer 403 unless the server was
@@ -57,7 +58,7 @@ class Limits:
     deadline_ms: int = 1000
     """Longest a request waits for Redis before a 503."""
     redis_timeout_ms: int = 500
-    """Connect and socket timeout of every Redis call."""
+    """Timeout of connecting to Redis (an exchange is bounded by ``deadline_ms``)."""
     registry_check_s: float = 5.0
     """How often the registry file is checked for changes."""
     allow_writes: bool = False
