@@ -315,6 +315,36 @@ def _serial(url: str, body: bytes | None, n: int) -> dict:
     return {**_percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
 
 
+def _serial_lean(url: str, body: bytes | None, n: int) -> dict:
+    """``_serial`` with the standard library's ``http.client`` (a few times less client overhead
+    than httpx), so the server's share of the latency weighs more in the ratio."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    non_2xx = resets = 0
+
+    def checked():
+        nonlocal conn, non_2xx, resets
+        try:
+            if body is None:
+                conn.request("GET", parts.path)
+            else:
+                conn.request("POST", parts.path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            resets += 1
+            conn.close()
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            return
+        if not 200 <= response.status < 300:
+            non_2xx += 1
+
+    samples = _timed(checked, n)
+    conn.close()
+    return {**_percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
+
+
 # ---------------------------------------------------------------------------- load generators
 
 
@@ -487,6 +517,10 @@ def _measure_server(out: dict, server: Server, bodies: dict[str, bytes], reads: 
                      "health": _serial(f"{server.url}/health", None, reads)}
     _say(f"{server.name}: serial fraud_detection {_cell(out['serial']['fraud_detection'])} ms, "
          f"GET /health {_cell(out['serial']['health'])} ms (p50 / p99)")
+    out["serial_lean"] = {"fraud_detection": _serial_lean(endpoint, bodies["fraud_detection"], reads),
+                          "health": _serial_lean(f"{server.url}/health", None, reads)}
+    _say(f"{server.name}: serial (http.client) fraud_detection {_cell(out['serial_lean']['fraud_detection'])} ms, "
+         f"GET /health {_cell(out['serial_lean']['health'])} ms (p50 / p99)")
     warmup = 1 if duration <= 4 else 2
     out["load"] = {}
     for body_name, body in bodies.items():
@@ -569,6 +603,11 @@ def _table(results: dict) -> list[str]:
                  + server_cell(stock, "serial", "fraud_detection") + " | |")
     lines.append("| HTTP GET /health, serial | " + server_cell(ours, "serial", "health") + " | "
                  + server_cell(stock, "serial", "health") + " | |")
+    lines.append("| HTTP fraud_detection, 1 card, serial (http.client) | "
+                 + server_cell(ours, "serial_lean", "fraud_detection") + " | "
+                 + server_cell(stock, "serial_lean", "fraud_detection") + " | |")
+    lines.append("| HTTP GET /health, serial (http.client) | " + server_cell(ours, "serial_lean", "health") + " | "
+                 + server_cell(stock, "serial_lean", "health") + " | |")
     if ours.get("available") is False:
         lines += ["", f"this repo's server not available: {ours['reason']}"]
     if stock.get("available") is False:
@@ -600,6 +639,7 @@ def _table(results: dict) -> list[str]:
     for key, label in (("sdk_fraud_1_over_floor", "SDK fraud_detection 1 entity p50 / floor p50"),
                        ("sdk_fraud_100_over_floor", "SDK fraud_detection 100 entities p50 / floor p50"),
                        ("http_fraud_over_health", "HTTP fraud_detection p50 / GET /health p50 (serial)"),
+                       ("http_fraud_over_health_lean", "the same with http.client as the client"),
                        ("http_p99_over_p50", "HTTP fraud_detection p99 / p50 (serial)"),
                        ("http_p99_over_p50_c32", "HTTP fraud_detection p99 / p50 at concurrency 32")):
         cells = [ratios[key].get(s) for s in SETUPS]
@@ -754,8 +794,8 @@ def main(cards: int, reads: int, duration: float, long_requests: int, load_gener
 
     http_ = results["http"]
 
-    def serial(name: str, what: str, q: str = "p50_ms") -> float | None:
-        s = http_.get(name, {}).get("serial", {}).get(what)
+    def serial(name: str, what: str, q: str = "p50_ms", kind: str = "serial") -> float | None:
+        s = http_.get(name, {}).get(kind, {}).get(what)
         return s[q] if s else None
 
     def c32(name: str, body: str) -> dict | None:
@@ -767,6 +807,8 @@ def main(cards: int, reads: int, duration: float, long_requests: int, load_gener
         "sdk_fraud_100_over_floor": {s: _ratio(sdk["fraud_detection_100"][s]["p50_ms"],
                                                sdk["fraud_detection_100"][FLOOR]["p50_ms"]) for s in SETUPS},
         "http_fraud_over_health": {s: _ratio(serial(s, "fraud_detection"), serial(s, "health")) for s in SETUPS},
+        "http_fraud_over_health_lean": {s: _ratio(serial(s, "fraud_detection", kind="serial_lean"),
+                                                  serial(s, "health", kind="serial_lean")) for s in SETUPS},
         "http_p99_over_p50": {s: _ratio(serial(s, "fraud_detection", "p99_ms"), serial(s, "fraud_detection"))
                               for s in SETUPS},
         "http_p99_over_p50_c32": {s: _ratio((c32(s, "fraud_detection") or {}).get("p99_ms"),
