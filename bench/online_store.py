@@ -34,7 +34,7 @@ from pathlib import Path
 import click
 import numpy as np
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
-from report import save  # bench/report.py (this script's directory is on sys.path)
+from report import percentiles, save, timed  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,22 +60,6 @@ def _repo(dest: Path, raw: Path, online_yaml: str) -> Path:
     (dest / "data").mkdir()
     shutil.copytree(raw / "features", dest / "data" / "features")
     return dest
-
-
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    a = np.array(samples) * 1000
-    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3)}
-
-
-def _timed(fn, n: int) -> list[float]:
-    for _ in range(min(50, n)):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def _prepare(store, refs: list[str], rows: list[dict]):
@@ -190,16 +174,16 @@ def main(cards: int, reads: int, out: Path) -> None:
                            for p in (pairs[i] for i in rng.choice(len(pairs), size, replace=False))]
             for name, store in fs.items():
                 service = store.get_feature_service("fraud_detection")
-                sdk = _timed(partial(store.get_online_features, features=service, entity_rows=entity_rows), reads)
+                sdk = timed(partial(store.get_online_features, features=service, entity_rows=entity_rows), reads)
                 refs = [f"{v}:{f.name}" for v in STORED_VIEWS for f in store.get_feature_view(v).features]
                 online = store._get_provider().online_store
                 grouped, values, name_to_key = _prepare(store, refs, entity_rows)
                 # A fresh copy of the requested lists per call: Feast's store appends to them.
-                own = _timed(lambda o=online, s=store, g=grouped, v=values, n=name_to_key:
+                own = timed(lambda o=online, s=store, g=grouped, v=values, n=name_to_key:
                              o._read_features_per_fv(s.config, [(t, list(f)) for t, f in g], v, n,
                                                      GetOnlineFeaturesResponse(), False, False), reads)
-                reads_out.setdefault(f"sdk_fraud_service_{size}", {})[name] = _percentiles(sdk)
-                reads_out.setdefault(f"store_read_{size}", {})[name] = _percentiles(own)
+                reads_out.setdefault(f"sdk_fraud_service_{size}", {})[name] = percentiles(sdk)
+                reads_out.setdefault(f"store_read_{size}", {})[name] = percentiles(own)
             client = ours_redis.client()
             commands = []
             for r in entity_rows:
@@ -215,7 +199,7 @@ def main(cards: int, reads: int, out: Path) -> None:
                     pipe.hmget(key, fields)
                 pipe.execute()
 
-            reads_out[f"store_read_{size}"]["raw floor (redis-py HMGET pipeline)"] = _percentiles(_timed(raw_floor, reads))
+            reads_out[f"store_read_{size}"]["raw floor (redis-py HMGET pipeline)"] = percentiles(timed(raw_floor, reads))
             click.echo(f"{size} entities: " + json.dumps({k: v for k, v in reads_out.items() if k.endswith(f"_{size}")}), err=True)
         results["reads"] = reads_out
 

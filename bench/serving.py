@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 import click
 import numpy as np
-from report import save  # bench/report.py (this script's directory is on sys.path)
+from report import percentiles, save, timed  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -129,25 +129,6 @@ def _apply_and_materialize(path: Path, end: datetime):
     finally:
         os.chdir(ROOT)
     return store
-
-
-# ---------------------------------------------------------------------------- timing helpers
-
-
-def _percentiles(seconds: list[float] | np.ndarray) -> dict[str, float]:
-    a = np.asarray(seconds, dtype=float) * 1000
-    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3)}
-
-
-def _timed(fn, n: int) -> list[float]:
-    for _ in range(min(50, n)):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def _cell(m: dict | None) -> str:
@@ -311,8 +292,23 @@ def _serial(url: str, body: bytes | None, n: int) -> dict:
             if not 200 <= response.status_code < 300:
                 non_2xx += 1
 
-        samples = _timed(checked, n)
-    return {**_percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
+        samples = timed(checked, n)
+    return {**percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
+
+
+def _exchange(conn: http.client.HTTPConnection, path: str, body: bytes | None, headers: dict) -> int | None:
+    """One request on a keep-alive connection (GET without a body, else POST), its response read
+    through: the status, or None when the connection failed."""
+    try:
+        if body is None:
+            conn.request("GET", path)
+        else:
+            conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    return response.status
 
 
 def _serial_lean(url: str, body: bytes | None, n: int) -> dict:
@@ -325,24 +321,17 @@ def _serial_lean(url: str, body: bytes | None, n: int) -> dict:
 
     def checked():
         nonlocal conn, non_2xx, resets
-        try:
-            if body is None:
-                conn.request("GET", parts.path)
-            else:
-                conn.request("POST", parts.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
+        status = _exchange(conn, parts.path, body, headers)
+        if status is None:
             resets += 1
             conn.close()
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            return
-        if not 200 <= response.status < 300:
+        elif not 200 <= status < 300:
             non_2xx += 1
 
-    samples = _timed(checked, n)
+    samples = timed(checked, n)
     conn.close()
-    return {**_percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
+    return {**percentiles(samples), "requests": n, "non_2xx": non_2xx, "connection_resets": resets}
 
 
 # ---------------------------------------------------------------------------- load generators
@@ -453,17 +442,14 @@ def _py_worker(url: str, body: bytes, seconds: float, quota: int, ready, go, res
     stop = time.perf_counter() + seconds
     while (len(latencies) + errors < quota) if quota else (time.perf_counter() < stop):
         t = time.perf_counter()
-        try:
-            conn.request("POST", parts.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
+        status = _exchange(conn, parts.path, body, headers)
+        if status is None:
             errors += 1
             conn.close()
             conn = connect()
             continue
         latencies.append(time.perf_counter() - t)
-        if not 200 <= response.status < 300:
+        if not 200 <= status < 300:
             non_2xx += 1
     results.put((latencies, non_2xx, errors, start, time.time()))
 
@@ -739,16 +725,16 @@ def main(cards: int, reads: int, duration: float, long_requests: int, load_gener
             rows = entity_rows(size)
             key = f"fraud_detection_{size}"
             for name, store in stores.items():
-                sdk.setdefault(key, {})[name] = _percentiles(_timed(
+                sdk.setdefault(key, {})[name] = percentiles(timed(
                     lambda s=store, svc=services[name], r=rows: s.get_online_features(features=svc, entity_rows=r).to_dict(),
                     reads))
-            sdk[key][FLOOR] = _percentiles(_timed(_floor(floor_client, ours, fraud_refs, rows, udf), reads))
+            sdk[key][FLOOR] = percentiles(timed(_floor(floor_client, ours, fraud_refs, rows, udf), reads))
             _say(f"SDK {key}: " + ", ".join(f"{n} {_cell(m)}" for n, m in sdk[key].items()) + " ms (p50 / p99)")
         seed_rows = [{"card_id": pairs[0]["card_id"]}]
         for name, store in stores.items():
-            sdk.setdefault("seed_features_1", {})[name] = _percentiles(_timed(
+            sdk.setdefault("seed_features_1", {})[name] = percentiles(timed(
                 lambda s=store: s.get_online_features(features=SEED_FEATURES, entity_rows=seed_rows).to_dict(), reads))
-        sdk["seed_features_1"][FLOOR] = _percentiles(_timed(_floor(floor_client, ours, seed_refs, seed_rows), reads))
+        sdk["seed_features_1"][FLOOR] = percentiles(timed(_floor(floor_client, ours, seed_refs, seed_rows), reads))
         _say("SDK seed_features_1: " + ", ".join(f"{n} {_cell(m)}" for n, m in sdk["seed_features_1"].items()) + " ms")
         results["sdk"] = sdk
         rows = entity_rows(min(100, len(pairs)))

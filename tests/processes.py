@@ -1,5 +1,6 @@
-"""Real stream processors in subprocesses, each against its own private redis-server, for the
-tests of what happens around them: bad entries, a second processor, Redis going away."""
+"""Real servers in subprocesses, each against its own private redis-server, for the tests of what
+happens around them: stream processors (bad entries, a second processor, Redis going away) and
+HTTP feature servers (``http_server``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
+import httpx
 import redis
 
 from featurelib import paths
-from featurelib.redis_server import RedisServer
+from featurelib.redis_server import RedisServer, free_port
 from tests.conftest import BIN, copy_repo, run, set_project
 
 STREAMS = {"transactions": "events:transactions", "clickstream": "events:clickstream"}
@@ -157,3 +159,34 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
             assert not bad, (name, row[key], bad)
             checked += 1
     return checked
+
+
+@contextlib.contextmanager
+def http_server(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 90) -> Iterator[str]:
+    """Start a server command with ``--host 127.0.0.1 --port <free>`` appended; yield its URL once
+    ``GET /health`` answers; stop it afterwards."""
+    port = free_port()
+    log = (cwd / f"server-{port}.log").open("w")
+    proc = subprocess.Popen([*args, "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args} did not start: {(cwd / f'server-{port}.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from featurelib.redis_server import free_port
 from tests.conftest import BIN, Repo
+from tests.processes import http_server
 
 SEED_BODY = {
     "features": ["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:velocity_score"],
@@ -21,29 +18,8 @@ SEED_BODY = {
 
 @pytest.fixture(scope="module")
 def server(feature_repo: Repo) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            cwd=feature_repo.path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"feast serve did not start: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.25)
+    with http_server([str(BIN / "feast"), "serve", "--workers", "1"], feature_repo.path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_seed_curl_request_returns_values_for_card_12345(server: str, feature_repo: Repo) -> None:

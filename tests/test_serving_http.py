@@ -8,11 +8,9 @@ subprocesses (two gunicorn workers) against private redis-servers.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,8 +20,9 @@ import httpx
 import pytest
 
 from featurelib import contract
-from featurelib.redis_server import RedisServer, free_port
+from featurelib.redis_server import RedisServer
 from tests.conftest import BIN, Repo, copy_repo, run
+from tests.processes import http_server
 
 FRAUD = {"feature_service": "fraud_detection",
          "entities": {"card_id": ["card_12345"], "device_id": ["device_1"], "txn_amount": [120.5],
@@ -31,37 +30,6 @@ FRAUD = {"feature_service": "fraud_detection",
                       "txn_unix_us": [1_780_000_000_000_000]}}
 SEED = {"features": ["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:velocity_score"],
         "entities": {"card_id": ["card_12345"]}}
-
-
-@contextlib.contextmanager
-def http_server(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 90) -> Iterator[str]:
-    """Start a server command with ``--host 127.0.0.1 --port <free>`` appended; yield its URL once
-    ``GET /health`` answers; stop it afterwards."""
-    port = free_port()
-    log = (cwd / f"server-{port}.log").open("w")
-    proc = subprocess.Popen([*args, "--host", "127.0.0.1", "--port", str(port)], cwd=cwd, stdout=log,
-                            stderr=subprocess.STDOUT,
-                            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{args} did not start: {(cwd / f'server-{port}.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def serve_command(*extra: str) -> list[str]:
