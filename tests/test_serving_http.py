@@ -183,11 +183,14 @@ def test_a_50_mb_body_is_a_413(server: str) -> None:
 def test_an_unparsable_stored_value_is_null_and_counted(server: str, redis_server) -> None:
     client = redis_server.client()
     now_us = int(time.time() * 1_000_000)
-    for card, count in (("card_http_bad", "abc"), ("card_http_good", "3")):
-        client.hset(f"features:card:{card}:transaction_stats_5m",
-                    mapping={contract.EVENT_TS: now_us, "txn_count_5m": count, "velocity_score": "0.5"})
+    keys = [f"features:card:{card}:transaction_stats_5m" for card in ("card_http_bad", "card_http_good")]
+    for key, count in zip(keys, ("abc", "3")):
+        client.hset(key, mapping={contract.EVENT_TS: now_us, "txn_count_5m": count, "velocity_score": "0.5"})
     body = {"features": SEED["features"], "entities": {"card_id": ["card_http_bad", "card_http_good"]}}
-    response = post(server, body)
+    try:
+        response = post(server, body)
+    finally:
+        client.delete(*keys)  # the repository is shared by the session's tests
     assert response.status_code == 200, response.text
     by_name = dict(zip(response.json()["metadata"]["feature_names"], response.json()["results"]))
     assert by_name["txn_count_5m"]["values"] == [None, 3]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 
 import pytest
 from feast.infra.passthrough_provider import PassthroughProvider
@@ -37,10 +38,12 @@ def store(feature_repo: Repo):
 
 
 @pytest.fixture(scope="module")
-def crafted(store, redis_server) -> dict[str, list[str]]:
+def crafted(store, redis_server) -> Iterator[dict[str, list[str]]]:
     """Rows at the edges, written straight into Redis: past the TTL, stamped in the future,
-    missing fields, and present but fresh. Returns the ids of each kind per join key."""
+    missing fields, and present but fresh. Yields the ids of each kind per join key; the rows
+    are deleted afterwards (the repository is shared by the session's tests)."""
     client = redis_server.client()
+    written: list[str] = []
     now_us = int(time.time() * 1_000_000)
     ids: dict[str, list[str]] = {}
     for view_name, join_key in STORED.items():
@@ -66,9 +69,13 @@ def crafted(store, redis_server) -> dict[str, list[str]]:
                     mapping[name] = str(rng.randint(0, 1000))
                 else:
                     mapping[name] = repr(rng.uniform(0, 500))
-            client.hset(f"features:{kind}:{entity}:{view_name}", mapping=mapping)
+            written.append(f"features:{kind}:{entity}:{view_name}")
+            client.hset(written[-1], mapping=mapping)
             ids.setdefault(join_key, []).append(entity)
-    return ids
+    try:
+        yield ids
+    finally:
+        client.delete(*written)
 
 
 _POOLS: dict[str, list[str]] = {}
@@ -160,12 +167,15 @@ def test_bad_entity_rows_are_bad_request_errors(store, entities, message) -> Non
 def test_a_value_that_does_not_parse_is_null_with_its_own_status(store, redis_server) -> None:
     client = redis_server.client()
     now_us = int(time.time() * 1_000_000)
-    for card, count in (("card_bad_value", "abc"), ("card_good_value", "7")):
-        client.hset(f"features:card:{card}:transaction_stats_5m",
-                    mapping={contract.EVENT_TS: now_us - 1_000_000, "txn_count_5m": count, "amount_sum_5m": "12.5"})
-    response = store.get_online_features(
-        features=["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:amount_sum_5m"],
-        entity_rows={"card_id": ["card_bad_value", "card_good_value"]})
+    keys = [f"features:card:{card}:transaction_stats_5m" for card in ("card_bad_value", "card_good_value")]
+    for key, count in zip(keys, ("abc", "7")):
+        client.hset(key, mapping={contract.EVENT_TS: now_us - 1_000_000, "txn_count_5m": count, "amount_sum_5m": "12.5"})
+    try:
+        response = store.get_online_features(
+            features=["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:amount_sum_5m"],
+            entity_rows={"card_id": ["card_bad_value", "card_good_value"]})
+    finally:
+        client.delete(*keys)  # the repository is shared by the session's tests
     assert response.to_dict()["txn_count_5m"] == [None, 7]
     assert response.to_dict()["amount_sum_5m"] == [12.5, 12.5]
     statuses = {name: list(vector.statuses) for name, vector in
