@@ -322,9 +322,10 @@ def restore_online(ctx: click.Context, skip_build: bool, as_json: bool) -> None:
 @click.option("--feature-service", "service", required=True, help="For example fraud_detection.")
 @click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON here (default: print it).")
+@click.option("--json", "as_json", is_flag=True, help="Accepted like the other commands' --json: the spec is JSON either way.")
 @click.pass_context
 @one_line_errors
-def spec(ctx: click.Context, service: str, output_file: Path | None) -> None:
+def spec(ctx: click.Context, service: str, output_file: Path | None, as_json: bool) -> None:
     """Describe a feature service as JSON, to log with a model (mlflow.log_dict).
 
     Lists every feature with type, description, unit, window, expectations and source

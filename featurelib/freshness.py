@@ -39,6 +39,14 @@ class ViewFreshness:
     stale: list[str]
 
 
+HINTS = {
+    "offline": "offline: the feature Parquet is only as new as its last computation: run `python -m featurelib.batch` "
+               "(a running stream processor lands new events for it)",
+    "online": "online: rows are only as new as the last `feast materialize-incremental <now>`, unless a stream "
+              "processor keeps them current (`python -m featurelib.stream run`, docs/STREAMING.md)",
+}
+
+
 @dataclass
 class FreshnessReport:
     at: str
@@ -48,8 +56,13 @@ class FreshnessReport:
     def ok(self) -> bool:
         return not any(v.stale for v in self.views)
 
+    @property
+    def hints(self) -> list[str]:
+        """What brings each kind of stale data up to date, for the kinds found stale."""
+        return [HINTS[kind] for kind in HINTS if any(kind in v.stale for v in self.views)]
+
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "at": self.at, "views": [asdict(v) for v in self.views]}
+        return {"ok": self.ok, "at": self.at, "views": [asdict(v) for v in self.views], "hints": self.hints}
 
     def render(self) -> str:
         lines = [f"Freshness at {self.at} (age of the newest data against each view's freshness_max_age)"]
@@ -58,6 +71,7 @@ class FreshnessReport:
             lines.append(f"  {mark} {v.view:<22} max {format_age(v.max_age_s):>6}: offline {format_age(v.offline_age_s):>7}, "
                          f"online {format_age(v.online_age_s):>7}" + (f"  stale: {', '.join(v.stale)}" if v.stale else ""))
         lines.append(f"Result: {'OK' if self.ok else 'STALE'} ({sum(bool(v.stale) for v in self.views)} of {len(self.views)} views stale)")
+        lines += [f"  hint: {hint}" for hint in self.hints]
         return "\n".join(lines)
 
 

@@ -248,6 +248,7 @@ def test_freshness_passes_and_catches_a_stale_view(repo: Repo, redis_server) -> 
         result, report = cli(repo, "freshness", "--json")
     assert result.returncode == 1
     assert {v["view"]: v["stale"] for v in report["views"] if v["stale"]} == {"session_activity": ["offline"]}
+    assert len(report["hints"]) == 1 and "python -m featurelib.batch" in report["hints"][0]
 
     store = repo.store()
     client = redis_server.client()
@@ -262,6 +263,18 @@ def test_freshness_passes_and_catches_a_stale_view(repo: Repo, redis_server) -> 
             client.pexpire(k, ttl)
     assert result.returncode == 1
     assert {v["view"]: v["stale"] for v in report["views"] if v["stale"]} == {"device_activity_24h": ["online"]}
+    assert len(report["hints"]) == 1 and "feast materialize-incremental" in report["hints"][0]
+
+
+def test_a_stale_report_says_what_brings_each_kind_up_to_date() -> None:
+    from featurelib.freshness import FreshnessReport, ViewFreshness
+
+    fresh = FreshnessReport("now", [ViewFreshness("a", 600, 10, 10, [])])
+    assert fresh.hints == [] and "hint" not in fresh.render()
+    stale = FreshnessReport("now", [ViewFreshness("a", 600, 10, 900, ["online"]),
+                                    ViewFreshness("b", 600, 900, 900, ["offline", "online"])])
+    text = stale.render()
+    assert "  hint: offline: " in text and "  hint: online: " in text and "python -m featurelib.stream run" in text
 
 
 def test_drift_passes_on_stationary_data_and_flags_a_shift(repo: Repo) -> None:
@@ -372,8 +385,8 @@ def test_spec_describes_a_service_and_its_hash_follows_the_definitions(repo: Rep
                         "window": "5m and 24h", "expectations": "in [0, 1]; nulls <= 0%"}
     assert {s["view"] for s in spec["sources"]} == {"transaction_stats_5m", "card_profile_24h", "device_activity_24h",
                                                     "transaction_request_features"}
-    again = json.loads(cli(repo, "spec", "--feature-service", "fraud_detection")[0].stdout)
-    assert again["definitions_sha256"] == spec["definitions_sha256"]
+    again = json.loads(cli(repo, "spec", "--feature-service", "fraud_detection", "--json")[0].stdout)
+    assert again == spec  # --json, as every command takes it, changes nothing: the spec is JSON
 
     from featurelib.spec import service_spec
 

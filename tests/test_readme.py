@@ -23,6 +23,8 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 COVERED_ELSEWHERE = {
     "source .venv/bin/activate": "tests run inside the venv: its bin directory is first on PATH",
     "pip install -r requirements.txt": "`make test` installs requirements.txt before running the tests",
+    "python3 -m venv .venv": "the Makefile creates the venv the same way (requirements.txt, then the package with "
+                             "-e .); test_the_install_step_installs_the_package checks the command and its effect",
     "make demo": "tests/test_demo.py runs `python -m featurelib.demo`, all that `make demo` runs after installing",
     "make test": "CI runs it (.ci/run)",
     "feast serve": "tests/test_feature_server.py starts it and runs the README's curl command against it",
@@ -114,6 +116,24 @@ def test_every_readme_python_example_runs(readme_repo: Repo) -> None:
         result = run([sys.executable, "-c", code], readme_repo.path, check=False)
         assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), "every example prints something"
+
+
+def test_the_install_step_installs_the_package(readme_repo: Repo, tmp_path: Path) -> None:
+    """Quick start step 1 creates the venv and installs ``featurelib`` with the requirements, so
+    Feast loads the repository from any directory (``feature_store.yaml`` names featurelib classes)."""
+    (install, _activate) = commands(blocks(ROOT / "README.md", "bash")[1])
+    assert install.startswith("python3 -m venv .venv && ") and install.endswith("pip install -r requirements.txt -e .")
+    code = f"from feast import FeatureStore; print(len(FeatureStore(repo_path={str(readme_repo.path)!r}).list_feature_views()))"
+    result = run([sys.executable, "-c", code], tmp_path)  # another directory: featurelib comes from the install
+    assert result.stdout.strip() == "5"
+
+
+def test_examples_use_time_zone_aware_timestamps() -> None:
+    """Feast reads a naive timestamp as UTC: an example built on ``datetime.now()`` looks features up
+    hours off on any machine not set to UTC. Every Python example gives its timestamps a zone."""
+    for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        for code in blocks(path, "python"):
+            assert not re.search(r"datetime\.now\(\s*\)|datetime\.utcnow\(|pd\.Timestamp\.now\(\s*\)", code), path.name
 
 
 def test_training_doc_examples_run(readme_repo: Repo) -> None:
