@@ -26,7 +26,12 @@ import click
 import pandas as pd
 
 from featurelib import paths
-from featurelib.online_store import RedisHashOnlineStoreConfig, connection_params, connection_string_from_env
+from featurelib.online_store import (
+    RedisHashOnlineStoreConfig,
+    connection_params,
+    connection_string_from_env,
+    make_client,
+)
 from featurelib.redis_server import RedisServer, ping
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -56,6 +61,27 @@ def ensure_redis(repo: Path) -> str:
                f"append-only file in {server.workdir} (appendfsync everysec: the stream backlog survives a restart).\n"
                f"It keeps running after the demo; stop it with `make redis-stop`.")
     return cs
+
+
+def clear_stream_leftovers(repo: Path) -> None:
+    """Remove what a stream replay left from an earlier run, so the demo starts over from its own
+    generated events: events landed under ``data/raw/<kind>/stream/``, ``data/quarantine/``, and in
+    Redis the event streams (with their consumer groups) and their processors' leases."""
+    import shutil
+
+    from featurelib.stream.events import STREAMS
+    from featurelib.stream.lease import lease_key
+
+    removed = [d for d in sorted(paths.raw_dir(repo).glob("*/stream")) + [paths.data_dir(repo) / "quarantine"]
+               if d.is_dir()]
+    for directory in removed:
+        shutil.rmtree(directory)
+    client = make_client(RedisHashOnlineStoreConfig(connection_string=connection_string_from_env()))
+    keys = [k for stream in STREAMS.values() for k in (stream, *client.scan_iter(lease_key(stream, "*")))]
+    deleted = client.delete(*keys)
+    if removed or deleted:
+        click.echo(f"Removed an earlier stream replay: {len(removed)} director{'y' if len(removed) == 1 else 'ies'} "
+                   f"of landed or quarantined events, {deleted} Redis key(s) (event streams and leases).")
 
 
 def show_online(repo: Path) -> None:
@@ -108,6 +134,7 @@ def main(cards: int, days: float, seed: int, repo: Path) -> None:
     ensure_redis(repo)
 
     step("2. Generate raw events")
+    clear_stream_leftovers(repo)
     cfg = GeneratorConfig(n_cards=cards, days=days, seed=seed)
     generate(cfg, paths.raw_dir(repo), progress=click.echo)
 

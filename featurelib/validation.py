@@ -47,6 +47,7 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
 
 RESTORE_COMMAND = "python feature_utils.py restore-online"
+GENERATE_COMMANDS = "`python -m featurelib.generate` then `python -m featurelib.batch`"
 """What rebuilds an online store that lost keys (``featurelib.restore``)."""
 COVERAGE_SAMPLE = 1000
 """Entities per feature view whose keys the coverage check looks up."""
@@ -266,8 +267,10 @@ def check_offline(store: FeatureStore) -> Check:
         details.append(f"{view.name:<22} {rows:>11,} rows, {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} UTC"
                        if lo is not None else f"{view.name:<22} empty")
     if problems:
-        return Check("offline sources", FAIL, f"{len(problems)} source(s) unusable", problems + details,
-                     {"views": data, "problems": problems})
+        summary = f"{len(problems)} source(s) unusable"
+        if len(data) == 0 and all(p.endswith("does not exist") for p in problems):
+            summary = f"no feature data yet: `make demo` computes it (or {GENERATE_COMMANDS})"
+        return Check("offline sources", FAIL, summary, problems + details, {"views": data, "problems": problems})
     return Check("offline sources", OK, f"{len(data)} Parquet files readable with the expected schema", details,
                  {"views": data})
 
@@ -312,11 +315,11 @@ def online_values(store: FeatureStore, view: FeatureView, ids: list[str]) -> lis
 
 
 def check_online(store: FeatureStore, sample: int = 50) -> Check:
-    details, data, empty = [], {}, []
+    details, data, empty, no_offline = [], {}, [], []
     now = now_us()
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
         if not offline_path(store, view).is_file():
-            empty.append(view.name)
+            no_offline.append(view.name)
             continue
         ids = recent_entities(store, view, sample, now)
         if not ids:
@@ -334,6 +337,9 @@ def check_online(store: FeatureStore, sample: int = 50) -> Check:
         else:
             details.append(f"{view.name:<22} {len(present)}/{len(ids)} present, newest {format_age(ages[0])} old, "
                            f"oldest {format_age(ages[-1])} old")
+    if no_offline:
+        return Check("online data", FAIL, f"nothing to load for {', '.join(no_offline)}: compute the features first "
+                     "(offline sources), then `feast materialize-incremental <now>`", details, {"views": data})
     if empty:
         return Check("online data", FAIL, f"no online values for {', '.join(empty)}: run `{RESTORE_COMMAND}`",
                      details, {"views": data})

@@ -188,3 +188,19 @@ def test_validate_checks_the_stream_contract(scratch_repo: Repo, redis_server) -
         client.delete(key, f"{prefix}:card:card_x:retired_view")
         client.hset(key, mapping=saved[0])
         client.pexpire(key, saved[1])
+
+
+def test_validate_on_a_repository_without_data_says_how_to_make_it(tmp_path: Path) -> None:
+    """A fresh clone, applied but with no data yet (the design spec's quick start): both failing
+    checks say which command produces what they miss."""
+    from tests.conftest import set_project
+
+    repo = copy_repo(tmp_path / "fresh")
+    set_project(repo, "fresh_clone")
+    run(["feast", "apply"], repo)
+    result = cli(repo, "validate")
+    assert result.returncode == 1
+    assert "❌ offline sources  no feature data yet: `make demo` computes it (or `python -m featurelib.generate` then " \
+           "`python -m featurelib.batch`)" in result.stdout
+    assert "❌ online data      nothing to load for card_profile_24h, device_activity_24h, session_activity, " \
+           "transaction_stats_5m, user_engagement_5m: compute the features first" in result.stdout

@@ -1,4 +1,5 @@
-"""`make demo`'s job (``python -m featurelib.demo``) end to end, twice, on a private copy."""
+"""`make demo`'s job (``python -m featurelib.demo``) end to end, twice (the second after a stream
+replay's leftovers), on a private copy."""
 
 from __future__ import annotations
 
@@ -36,8 +37,22 @@ def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp
         # Durable, as the stream processor needs: an append-only file, flushed every second.
         config = server.client().config_get("append*")
         assert (config["appendonly"], config["appendfsync"]) == ("yes", "everysec")
+        # What the README's stream replay leaves behind: landed and quarantined events, an event
+        # stream with its consumer group, a processor's lease.
+        generated = repo / "data/raw/transactions/generated.parquet"
+        landed = repo / "data/raw/transactions/stream/2026-11-29/part-0-0.parquet"
+        landed.parent.mkdir(parents=True)
+        pq.write_table(pq.read_table(generated).slice(0, 10), landed)
+        (repo / "data/quarantine/transactions").mkdir(parents=True)
+        pq.write_table(pq.read_table(generated).slice(0, 1), repo / "data/quarantine/transactions/invalid-0.parquet")
+        client = server.client()
+        client.xadd("events:transactions", {"event_id": "x"})
+        client.xgroup_create("events:transactions", "featurelib", id="0")
+        client.set("{events:transactions}:lease:featurelib", "someone", px=60_000)
         second = run(args, repo, timeout=600, env=env)
         assert f"Redis answers at localhost:{port}" in second.stdout
+        assert "Removed an earlier stream replay: 2 directories of landed or quarantined events, 2 Redis key(s)" \
+            in second.stdout
         assert "feast teardown" in second.stdout and "Result: OK" in second.stdout
         assert _counts(repo) == counts, "a second run must replace, not append"
         assert server.client().dbsize() == keys
