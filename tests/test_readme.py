@@ -31,6 +31,7 @@ COVERED_ELSEWHERE = {
     "python feature_utils.py serve": "runs until stopped: tests/test_serving_http.py starts it (with --allow-writes and "
                                      "a token too) and runs the README's curl command against it",
     "python bench/serving.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
+    "feast ui": "runs until stopped: tests/test_feast_ui.py starts it and reads the registry through its API",
     "curl": "tests/test_feature_server.py runs it against a running `feast serve`",
     "python bench/backfill.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
     "python bench/online_store.py": "tests/test_bench.py runs it with a small size (the full run takes minutes)",
