@@ -204,3 +204,13 @@ def test_validate_on_a_repository_without_data_says_how_to_make_it(tmp_path: Pat
            "`python -m featurelib.batch`)" in result.stdout
     assert "❌ online data      nothing to load for card_profile_24h, device_activity_24h, session_activity, " \
            "transaction_stats_5m, user_engagement_5m: compute the features first" in result.stdout
+
+
+def test_feast_runs_from_another_directory_with_chdir(feature_repo: Repo, tmp_path: Path) -> None:
+    """The README's way to run `feast` from elsewhere (`feast -c <repo>`) finds the registry; the way
+    it warns against (`FEAST_FS_YAML_FILE_PATH` alone) really does not."""
+    listed = run(["feast", "-c", str(feature_repo.path), "feature-views", "list"], tmp_path)
+    assert all(view in listed.stdout for view in ("transaction_stats_5m", "card_profile_24h", "session_activity"))
+    env = {"FEAST_FS_YAML_FILE_PATH": str(feature_repo.path / "feature_store.yaml")}
+    other = run(["feast", "feature-views", "list"], tmp_path, env=env, check=False)
+    assert "transaction_stats_5m" not in other.stdout
