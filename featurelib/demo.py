@@ -63,6 +63,16 @@ def ensure_redis(repo: Path) -> str:
     return cs
 
 
+NEXT_STEPS = """
+Try next (README.md has each one):
+  source .venv/bin/activate
+  python feature_utils.py serve         # Feast's HTTP API on :6566 (README: Feature server API, curl)
+  feast ui                              # browse entities, views and services on :8888
+  README "Scoring a transaction"        # the SDK reading the fraud_detection service
+  README "Integration with stream processing"   # replay events through the stream processor
+  python feature_utils.py validate-pit --entity-id card_12345 --entity-type card   # online = offline?"""
+
+
 def clear_stream_leftovers(repo: Path) -> None:
     """Remove what a stream replay left from an earlier run, so the demo starts over from its own
     generated events: events landed under ``data/raw/<kind>/stream/``, ``data/quarantine/``, and in
@@ -159,6 +169,7 @@ def main(cards: int, days: float, seed: int, repo: Path) -> None:
     step("7. Validate")
     run([sys.executable, "feature_utils.py", "validate"], repo)
     click.secho(f"\nDemo finished in {timedelta(seconds=round(time.perf_counter() - started))}.", bold=True)
+    click.echo(NEXT_STEPS)
 
 
 if __name__ == "__main__":

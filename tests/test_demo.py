@@ -28,7 +28,7 @@ def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp
         first = run(args, repo, timeout=600, env=env)
         assert f"Nothing answered at localhost:{port}: started a private redis-server" in first.stdout
         for step in ("feast apply", "feast materialize-incremental", "Fraud features:", "Training frame",
-                     "Result: OK", "Demo finished"):
+                     "Result: OK", "Demo finished", "Try next", "python feature_utils.py serve", "feast ui"):
             assert step in first.stdout, step
         assert "'card_id': ['card_12345']" in first.stdout
         counts = _counts(repo)
