@@ -54,7 +54,12 @@ def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp
         assert "Removed an earlier stream replay: 2 directories of landed or quarantined events, 2 Redis key(s)" \
             in second.stdout
         assert "feast teardown" in second.stdout and "Result: OK" in second.stdout
-        assert _counts(repo) == counts, "a second run must replace, not append"
-        assert server.client().dbsize() == keys
+        again = _counts(repo)
+        # Replaced, not appended: the same files with about as many rows. The generator follows the
+        # hour of day, so regenerating a minute later may move a few events across the window's ends.
+        assert again.keys() == counts.keys(), "a second run must replace, not append"
+        assert all(abs(again[f] - counts[f]) <= max(10, counts[f] // 100) for f in counts), (again, counts)
+        assert not client.exists("events:transactions", "{events:transactions}:lease:featurelib")
+        assert abs(client.dbsize() - keys) <= max(10, keys // 100)
     finally:
         server.stop()  # the demo's server is a daemon: stop it by its pid file
