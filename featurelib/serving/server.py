@@ -92,6 +92,8 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, FeastError):
         return exc.http_status_code()
+    if isinstance(exc, TimeoutError):  # Feast's own path past the request's deadline
+        return 503
     if isinstance(exc, (ValueError, TypeError, KeyError)):  # Feast's own path: e.g. a missing join key
         return 422
     return 500
