@@ -102,6 +102,15 @@ def hash_key(prefix: str, join_keys: Sequence[str], values: Sequence[Any], view:
     return f"{prefix}:{entity_type(join_keys)}:{entity_id(join_keys, values)}:{view}"
 
 
+def hash_keys(prefix: str, join_keys: Sequence[str], columns: Sequence[Sequence[Any]], view: str) -> list[str]:
+    """``hash_key`` of every row of ``columns`` (one column of values per join key, in the order of
+    ``join_keys``); a single join key, the common case, without the per-row sorting."""
+    if len(join_keys) == 1:
+        head, tail = f"{prefix}:{entity_type(join_keys)}:", f":{view}"
+        return [head + escape(str(v)) + tail for v in columns[0]]
+    return [hash_key(prefix, join_keys, values, view) for values in zip(*columns)]
+
+
 @dataclass(frozen=True)
 class ParsedKey:
     prefix: str

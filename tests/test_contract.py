@@ -36,3 +36,12 @@ def test_fast_decoder_rejects_what_decode_proto_rejects(value_type: ValueType, r
         codec.decode_proto(raw)
     with pytest.raises(ValueError):
         codec.decoder()(raw)
+
+
+def test_hash_keys_is_hash_key_of_every_row() -> None:
+    ids = ["card_1", "a:b", "50%+x", "é"]
+    assert contract.hash_keys("features", ["card_id"], [ids], "v") == [
+        contract.hash_key("features", ["card_id"], [i], "v") for i in ids]
+    merchants = ["m1", "m:2", "m+3", "m%4"]
+    assert contract.hash_keys("p", ["merchant_id", "card_id"], [merchants, ids], "v") == [
+        contract.hash_key("p", ["merchant_id", "card_id"], [m, i], "v") for m, i in zip(merchants, ids)]

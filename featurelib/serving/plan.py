@@ -9,7 +9,7 @@ refreshed. A request is then:
 
 1. ``ReadPlan.bind(entity_rows)``: validate the entity rows (every join key present, no
    null or wrongly typed id, request fields typed as their ``RequestSource`` declares,
-   equal lengths) and build each view's Redis keys (``contract.hash_key``), one per
+   equal lengths) and build each view's Redis keys (``contract.hash_keys``), one per
    distinct entity;
 2. one pipelined ``HMGET`` of ``_event_ts`` and the requested fields for every (view,
    entity), sync or asyncio (``BoundRequest.commands``);
@@ -264,13 +264,7 @@ class BoundRequest:
     def __post_init__(self) -> None:
         prefix = self.plan.prefix
         for view in self.plan.views:
-            if len(view.join_keys) == 1:
-                (jk,) = view.join_keys
-                head, tail = f"{prefix}:{contract.entity_type(view.join_keys)}:", f":{view.name}"
-                row_keys = [head + contract.escape(str(v)) + tail for v in self.ids[jk]]
-            else:
-                columns = [self.ids[k] for k in view.join_keys]
-                row_keys = [contract.hash_key(prefix, view.join_keys, values, view.name) for values in zip(*columns)]
+            row_keys = contract.hash_keys(prefix, view.join_keys, [self.ids[k] for k in view.join_keys], view.name)
             first: dict[str, int] = {}
             keys: list[str] = []
             positions = []

@@ -18,7 +18,8 @@ status ``NULL_VALUE`` instead of failing the request; a Redis failure raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from feast import utils
@@ -103,24 +104,31 @@ def _missing(commands: list, replies: list) -> list:
     return replies
 
 
+@contextlib.contextmanager
+def _unavailable_on_redis_errors() -> Iterator[None]:
+    """A Redis failure of a read, counted and raised as ``StoreUnavailableError`` (HTTP 503)."""
+    try:
+        yield
+    except RedisError as exc:
+        observe.redis_error(exc)
+        raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc
+
+
 def read_sync(client: Any, request: BoundRequest) -> list:
     """Every HMGET of ``request`` in one pipelined round trip (sync client)."""
     commands = request.commands()
-    try:
+    with _unavailable_on_redis_errors():
         pipe = client.pipeline(transaction=False)
         for key, fields in commands:
             pipe.hmget(key, fields)
         return _missing(commands, pipe.execute(raise_on_error=False))
-    except RedisError as exc:
-        observe.redis_error(exc)
-        raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc
 
 
 async def read_async(client: Any, request: BoundRequest) -> list:
     """``read_sync`` on an asyncio client. On a plain (non-cluster) client the commands go
     through ``PackedReads``; a cluster goes through redis-py's pipeline."""
     commands = request.commands()
-    try:
+    with _unavailable_on_redis_errors():
         if _pack is not None and isinstance(client, AsyncRedis):
             reads = client.__dict__.get("_featurelib_reads")
             if reads is None:
@@ -130,9 +138,6 @@ async def read_async(client: Any, request: BoundRequest) -> list:
             for key, fields in commands:
                 pipe.hmget(key, fields)
             return _missing(commands, await pipe.execute(raise_on_error=False))
-    except RedisError as exc:
-        observe.redis_error(exc)
-        raise StoreUnavailableError(f"the online store (Redis) did not answer: {first_line(exc)}") from exc
 
 
 class PackedReads:

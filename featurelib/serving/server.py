@@ -92,8 +92,6 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, FeastError):
         return exc.http_status_code()
-    if isinstance(exc, TimeoutError):  # Feast's own path past the request's deadline
-        return 503
     if isinstance(exc, (ValueError, TypeError, KeyError)):  # Feast's own path: e.g. a missing join key
         return 422
     return 500
@@ -245,11 +243,11 @@ class FeatureServer:
         features = self._features(request)
         plan = self.plans.plan(self.store.registry, self.store.project, features, full, metadata,
                                self.store.config.online_store.key_prefix)
-        if plan is None:  # a shape only Feast's own path reproduces
-            return 200, await self._feast_path(features, entities, full, metadata), _JSON
-        bound = plan.bind(entities)
+        bound = plan.bind(entities) if plan is not None else None
         try:
             async with _deadline(self.limits.deadline_ms / 1000):
+                if bound is None:  # a shape only Feast's own path reproduces
+                    return 200, await self._feast_path(features, entities, full, metadata), _JSON
                 replies = await read_async(self.client, bound)
         except asyncio.TimeoutError:
             observe.redis_error(TimeoutError())
@@ -287,10 +285,9 @@ class FeatureServer:
     async def _feast_path(self, features: Any, entities: dict, full: bool, metadata: bool) -> bytes:
         from feast.feature_server_utils import convert_response_to_dict
 
-        response = await asyncio.wait_for(
-            self.store.get_online_features_async(features=features, entity_rows=entities, full_feature_names=full,
-                                                 include_feature_view_version_metadata=metadata),
-            self.limits.deadline_ms / 1000)
+        response = await self.store.get_online_features_async(
+            features=features, entity_rows=entities, full_feature_names=full,
+            include_feature_view_version_metadata=metadata)
         return json.dumps(convert_response_to_dict(response.proto), ensure_ascii=False, allow_nan=False,
                           separators=(",", ":")).encode()
 
