@@ -94,7 +94,60 @@ def _feature_services_built_once_per_registry() -> None:
     Registry.get_feature_service = get_feature_service  # type: ignore[method-assign]
 
 
+def _clear_meta(message) -> None:
+    for fd, value in message.ListFields():
+        if fd.name == "meta":
+            message.ClearField("meta")
+        elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
+            for item in (value if fd.is_repeated else [value]):
+                _clear_meta(item)
+
+
+def _without_bookkeeping(value: object) -> object:
+    """A copy of a proto message with every nested ``meta`` (creation and update times)
+    cleared; other values unchanged."""
+    if not hasattr(value, "DESCRIPTOR"):
+        return value
+    copy = type(value)()
+    copy.CopyFrom(value)
+    _clear_meta(copy)
+    return copy
+
+
+def _plan_ignores_bookkeeping() -> None:
+    """``feast plan`` reports every materialized feature view as "Updated", with hundreds of
+    lines of timestamp-only differences, when nothing was changed.
+
+    ``FeatureView.__eq__`` compares ``materialization_intervals``, which a declared view never
+    has, so Feast lists the view's proto fields that differ; the stored view's data sources
+    carry ``meta`` (creation and update times) and the declared ones do not. Drop the property
+    differences that vanish without ``meta``; a view left with none is unchanged (Feast's
+    registry keeps its materialization intervals across ``feast apply`` either way).
+    """
+    from feast.diff import registry_diff
+    from feast.diff.property_diff import TransitionType
+
+    original = registry_diff.diff_registry_objects
+    if getattr(original, "_featurelib", False):
+        return
+
+    def diff_registry_objects(current, new, object_type):
+        diff = original(current, new, object_type)
+        if diff.transition_type != TransitionType.UPDATE:
+            return diff
+        real = [p for p in diff.feast_object_property_diffs
+                if _without_bookkeeping(p.val_existing) != _without_bookkeeping(p.val_declared)]
+        diff.feast_object_property_diffs = real
+        if not real:
+            diff.transition_type = TransitionType.UNCHANGED
+        return diff
+
+    diff_registry_objects._featurelib = True  # type: ignore[attr-defined]
+    registry_diff.diff_registry_objects = diff_registry_objects
+
+
 def apply() -> None:
+    _plan_ignores_bookkeeping()
     _registry_dump_handles_python_odfvs()
     _unknown_feature_is_not_found()
     _feature_services_built_once_per_registry()

@@ -162,33 +162,6 @@ def code_definitions(repo: Path) -> RepoContents:
         return parse_repo(repo)
 
 
-def _clear_meta(message: Any) -> None:
-    for fd, value in message.ListFields():
-        if fd.name == "meta":
-            message.ClearField("meta")
-        elif fd.message_type is not None and not fd.message_type.GetOptions().map_entry:
-            for item in (value if fd.is_repeated else [value]):
-                _clear_meta(item)
-
-
-def _without_meta(value: Any) -> Any:
-    """A copy of a proto message with every nested ``meta`` field cleared."""
-    if not hasattr(value, "DESCRIPTOR"):
-        return value
-    copy = type(value)()
-    copy.CopyFrom(value)
-    _clear_meta(copy)
-    return copy
-
-
-def _material(diff) -> list[str]:
-    """Properties that really differ. Feast 0.67's plan compares the data sources embedded in a
-    feature view including their ``meta`` (created/updated timestamps), so right after
-    ``feast apply`` every view shows up as "Updated"; such differences are not drift."""
-    return [p.property_name for p in diff.feast_object_property_diffs
-            if _without_meta(p.val_existing) != _without_meta(p.val_declared)]
-
-
 def check_definitions(store: FeatureStore) -> Check:
     from feast.project import Project
 
@@ -197,8 +170,8 @@ def check_definitions(store: FeatureStore) -> Check:
         contents.projects.append(Project(name=store.project))
     with quiet():
         registry_diff, _, _ = store.plan(contents)
-    drift = [d for d in registry_diff.feast_object_diffs if d.transition_type != TransitionType.UNCHANGED
-             and (d.transition_type != TransitionType.UPDATE or _material(d))]
+    # featurelib.feast_compat makes the plan ignore timestamp-only differences
+    drift = [d for d in registry_diff.feast_object_diffs if d.transition_type != TransitionType.UNCHANGED]
     total = len(registry_diff.feast_object_diffs)
     if not drift:
         return Check("definitions", OK, f"code and registry agree ({total} objects)", data={"objects": total, "drift": []})
@@ -207,7 +180,7 @@ def check_definitions(store: FeatureStore) -> Check:
     details, data = [], []
     for d in drift:
         kind = d.feast_object_type.value if hasattr(d.feast_object_type, "value") else str(d.feast_object_type)
-        props = _material(d) if d.transition_type == TransitionType.UPDATE else []
+        props = [p.property_name for p in d.feast_object_property_diffs]
         details.append(f"{kind} {d.name}: {verbs.get(d.transition_type, d.transition_type.name)}"
                        + (f" ({', '.join(props)})" if props else ""))
         data.append({"type": kind, "name": d.name, "change": d.transition_type.name, "properties": props})

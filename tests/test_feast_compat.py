@@ -37,3 +37,47 @@ def test_a_cached_feature_service_is_built_once_per_registry_version(feature_rep
     store.refresh_registry()
     again = store.get_feature_service("fraud_detection", allow_cache=True)
     assert again is not first and again == first
+
+
+def _declared_view(description: str = "spend per card"):
+    from datetime import timedelta
+
+    from feast import Entity, FeatureView, FileSource
+    from feast.types import Float64
+
+    source = FileSource(name="spend_source", path="spend.parquet", timestamp_field="event_timestamp")
+    card = Entity(name="card", join_keys=["card_id"])
+    return FeatureView(name="spend", entities=[card], ttl=timedelta(days=1), source=source,
+                       schema=[Field(name="card_id", dtype=Int64), Field(name="amount", dtype=Float64)],
+                       description=description)
+
+
+def test_plan_ignores_materialization_intervals_and_source_timestamps() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from feast import FeatureView
+    from feast.diff.property_diff import TransitionType
+    from feast.diff.registry_diff import diff_registry_objects
+    from feast.infra.registry.registry import FeastObjectType
+
+    stored = _declared_view()
+    now = datetime.now(timezone.utc)
+    stored.materialization_intervals.append((now - timedelta(hours=1), now))
+    proto = stored.to_proto()
+    proto.spec.batch_source.meta.created_timestamp.FromDatetime(now)
+    stored = FeatureView.from_proto(proto)
+    assert stored != _declared_view()  # what makes Feast list the view as updated
+
+    unchanged = diff_registry_objects(stored, _declared_view(), FeastObjectType.FEATURE_VIEW)
+    assert unchanged.transition_type == TransitionType.UNCHANGED and unchanged.feast_object_property_diffs == []
+
+    changed = diff_registry_objects(stored, _declared_view("spend of each card"), FeastObjectType.FEATURE_VIEW)
+    assert changed.transition_type == TransitionType.UPDATE
+    assert [p.property_name for p in changed.feast_object_property_diffs] == ["description"]
+
+
+def test_feast_plan_after_materialize_reports_no_changes(feature_repo) -> None:
+    from tests.conftest import run
+
+    out = run(["feast", "plan"], feature_repo.path).stdout
+    assert "No changes to registry" in out and "Updated" not in out, out[-2000:]
