@@ -138,3 +138,25 @@ print(json.dumps(out["txn_count_5m"].tolist()))
     for tz in ("Asia/Kolkata", "America/Los_Angeles"):
         out = run([sys.executable, "-c", script], pit_repo, env={"TZ": tz}).stdout.strip().splitlines()[-1]
         assert json.loads(out) == [1, 0], tz
+
+
+def test_nanosecond_instants_are_read_at_their_microsecond(pit_repo: Path) -> None:
+    """pandas' default precision: T+999ns is still T's microsecond (the $20 event counts), T-1ns is
+    the microsecond before it; the TTL is measured from the floored instant; rows come back with
+    the caller's nanoseconds, from to_df and to_arrow alike."""
+    last = T - 3 * DAY + DAY  # card_b's last row
+    ns = pd.Timedelta(nanoseconds=1)
+    rows = [("card_a", _ts(T) + 999 * ns), ("card_a", _ts(T) - ns), ("card_a", _ts(T + 1) + 123 * ns),
+            ("card_b", _ts(last + TTL) + 999 * ns), ("card_b", _ts(last + TTL + 1) + ns)]
+    entity_df = pd.DataFrame({"card_id": [r[0] for r in rows], "event_timestamp": [r[1] for r in rows], "i": range(len(rows))})
+    assert (entity_df["event_timestamp"].dt.nanosecond != 0).all()
+    job = load_store(pit_repo).get_historical_features(
+        entity_df=entity_df, features=["transaction_stats_5m:txn_count_5m", "transaction_stats_5m:txn_count_24h"])
+    df = job.to_df().sort_values("i").reset_index(drop=True)
+    assert df["event_timestamp"].tolist() == entity_df["event_timestamp"].tolist()
+    assert df["txn_count_5m"].tolist()[:3] == [1, 0, 2]
+    assert df.loc[3, "txn_count_24h"] == 0 and pd.isna(df.loc[4, "txn_count_24h"])
+    table = job.to_arrow().sort_by("i")
+    assert table.schema.field("event_timestamp").type == pa.timestamp("ns", tz="UTC")
+    assert table.column("event_timestamp").to_pylist() == entity_df["event_timestamp"].tolist()
+    assert "__featurelib_entity_row" not in table.column_names
