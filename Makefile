@@ -16,6 +16,7 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m featurelib.fast_start install
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
