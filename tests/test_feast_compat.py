@@ -75,9 +75,3 @@ def test_plan_ignores_materialization_intervals_and_source_timestamps() -> None:
     assert changed.transition_type == TransitionType.UPDATE
     assert [p.property_name for p in changed.feast_object_property_diffs] == ["description"]
 
-
-def test_feast_plan_after_materialize_reports_no_changes(feature_repo) -> None:
-    from tests.conftest import run
-
-    out = run(["feast", "plan"], feature_repo.path).stdout
-    assert "No changes to registry" in out and "Updated" not in out, out[-2000:]
