@@ -19,7 +19,7 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m featurelib.fast_start install
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-mlflow.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 

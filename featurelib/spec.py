@@ -3,9 +3,10 @@
 The description lists every feature the service serves (type, description, unit, window,
 expectations, source view, TTL, entities) and carries ``definitions_sha256``, a hash of
 the registered definitions of the service, its views and the views its on-demand views
-read (timestamps of registration left out), so that a model's logged spec shows whether the features it was trained on
-are still the ones served. Log it with MLflow, which this repository does not depend on:
-``mlflow.log_dict(spec, "feature_spec.json")``.
+read (timestamps of registration left out, paths inside the repository relative to it), so
+that a model's logged spec shows whether the features it was trained on are still the ones
+served, wherever the repository is cloned. ``featurelib.model_registry`` logs it with a model
+to MLflow and checks a logged model against the registry (docs/TRAINING.md).
 """
 
 from __future__ import annotations
@@ -23,20 +24,24 @@ from featurelib.quality import expectations_of
 from featurelib.repo import UserError
 
 
-def _without_meta_keys(value: Any) -> Any:
-    """``value`` without any ``meta`` entry (registration timestamps), at any depth: also in
-    proto maps such as an on-demand view's request sources, which ``_without_meta`` skips."""
+def _portable(value: Any, repo: str) -> Any:
+    """``value`` without any ``meta`` entry (registration timestamps), at any depth (also in
+    proto maps such as an on-demand view's request sources), and with paths inside the
+    repository made relative to it, so that a clone elsewhere hashes the same."""
     if isinstance(value, dict):
-        return {k: _without_meta_keys(v) for k, v in value.items() if k != "meta"}
+        return {k: _portable(v, repo) for k, v in value.items() if k != "meta"}
     if isinstance(value, list):
-        return [_without_meta_keys(v) for v in value]
+        return [_portable(v, repo) for v in value]
+    if isinstance(value, str) and value.startswith(repo):
+        return value[len(repo):]
     return value
 
 
-def _canonical(obj: Any) -> bytes:
+def _canonical(obj: Any, repo: Path) -> bytes:
     """A registered object as canonical JSON (protobuf's deterministic bytes still vary with
-    map order here), registration timestamps left out."""
-    return json.dumps(_without_meta_keys(MessageToDict(obj.to_proto())), sort_keys=True, separators=(",", ":")).encode()
+    map order here): registration timestamps left out, paths relative to ``repo``."""
+    portable = _portable(MessageToDict(obj.to_proto()), repo.resolve().as_posix().rstrip("/") + "/")
+    return json.dumps(portable, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _type(dtype: Any) -> str:
@@ -52,7 +57,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     repo = Path(store.repo_path)
     features, sources, digest = [], [], hashlib.sha256()
-    digest.update(_canonical(service))
+    digest.update(_canonical(service, repo))
     hashed: set[str] = set()
     read_by_odfvs: set[str] = set()
     for projection in sorted(service.feature_view_projections, key=lambda p: p.name):
@@ -64,7 +69,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
                             "join_keys": list(view.join_keys), "ttl_seconds": int(view.ttl.total_seconds()) if view.ttl else None,
                             "offline_source": path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path),
                             "tags": dict(sorted(view.tags.items()))})
-            digest.update(_canonical(view))
+            digest.update(_canonical(view, repo))
             hashed.add(view.name)
             for f in projection.features:
                 features.append({"name": f.name, "ref": f"{view.name}:{f.name}", "view": view.name, "type": _type(f.dtype),
@@ -75,7 +80,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
             sources.append({"view": odfv.name, "kind": "on_demand_feature_view", "mode": odfv.mode,
                             "reads": sorted(odfv.source_feature_view_projections),
                             "request_data": {r.name: [f.name for f in r.schema] for r in odfv.source_request_sources.values()}})
-            digest.update(_canonical(odfv))
+            digest.update(_canonical(odfv, repo))
             read_by_odfvs |= set(odfv.source_feature_view_projections)
             for f in projection.features:
                 tag = f"feature.{f.name}."
@@ -85,7 +90,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
                                  "expectations": None})
     for name in sorted(read_by_odfvs - hashed):  # views an on-demand view reads but the service does not list
         if name in views:
-            digest.update(_canonical(views[name]))
+            digest.update(_canonical(views[name], repo))
     return {
         "feature_service": {"name": service.name, "description": service.description, "owner": service.owner,
                             "tags": dict(sorted(service.tags.items()))},

@@ -139,8 +139,10 @@ def test_examples_use_time_zone_aware_timestamps() -> None:
 
 def test_training_doc_examples_run(readme_repo: Repo) -> None:
     examples = blocks(ROOT / "docs" / "TRAINING.md", "python")
-    assert len(examples) == 2
+    assert len(examples) == 3
     for code in examples:
+        if "log_model_with_spec" in code:
+            continue  # the MLflow example: tests/test_mlflow.py runs it with its own tracking store
         result = run([sys.executable, "-c", code], readme_repo.path, check=False)
         assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
         assert "txn_count_5m" in result.stdout
