@@ -13,13 +13,19 @@ import pytest
 
 from featurelib.redis_server import free_port
 from featurelib.validation import offline_path
-from tests.conftest import ROOT, Repo, copy_repo, run
+from tests.conftest import ROOT, Repo, copy_repo, feature_utils, run
 
 CLI = [sys.executable, "feature_utils.py"]
 
 
-def cli(repo: Path, *args: str, env: dict | None = None):
+def entry_point(repo: Path, *args: str, env: dict | None = None):
+    """``python feature_utils.py ARGS`` as a real subprocess: the entry point itself."""
     return run([*CLI, *args], repo, check=False, env=env)
+
+
+def cli(repo: Path, *args: str, env: dict | None = None):
+    """The same command in-process (see ``tests.conftest.feature_utils``)."""
+    return feature_utils(repo, *args, env=env)
 
 
 def one_line_error(result, *fragments: str) -> None:
@@ -31,7 +37,7 @@ def one_line_error(result, *fragments: str) -> None:
 
 
 def test_help_reads_like_documentation(feature_repo: Repo) -> None:
-    out = cli(feature_repo.path, "--help").stdout
+    out = entry_point(feature_repo.path, "--help").stdout
     for command in ("validate", "validate-pit", "docs"):
         assert command in out
     assert "REDIS_CONNECTION_STRING" in out
@@ -105,7 +111,7 @@ def test_validate_pit_restricted_to_features(feature_repo: Repo) -> None:
 
 
 def test_unknown_entity_type(feature_repo: Repo) -> None:
-    one_line_error(cli(feature_repo.path, "validate-pit", "--entity-id", "x", "--entity-type", "merchant"),
+    one_line_error(entry_point(feature_repo.path, "validate-pit", "--entity-id", "x", "--entity-type", "merchant"),
                    "unknown entity type 'merchant'", "card, device, session, user")
 
 
@@ -121,7 +127,7 @@ def test_unknown_feature(feature_repo: Repo) -> None:
 
 def test_missing_registry(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
-    one_line_error(cli(repo, "validate-pit", "--entity-id", "card_12345", "--entity-type", "card"),
+    one_line_error(entry_point(repo, "validate-pit", "--entity-id", "card_12345", "--entity-type", "card"),
                    "registry not found", "feast apply")
     one_line_error(cli(repo, "docs"), "registry not found")
     result = cli(repo, "validate")

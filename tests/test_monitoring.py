@@ -8,7 +8,6 @@ catches it with the right exit code, and restores what it changed.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +21,7 @@ import pytest
 from featurelib.generate import GeneratorConfig
 from featurelib.quality import Expectation, expectations_of
 from featurelib.timeutil import DAY, SECOND, now_us
-from tests.conftest import Repo, copy_repo, make_repo, run, set_project
-
-CLI = [sys.executable, "feature_utils.py"]
+from tests.conftest import Repo, copy_repo, feature_utils, make_repo, set_project
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +32,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Repo:
 
 
 def cli(repo: Repo, *args: str):
-    result = run([*CLI, *args], repo.path, check=False)
+    result = feature_utils(repo.path, *args)
     return result, (json.loads(result.stdout) if "--json" in args and result.stdout.strip().startswith("{") else None)
 
 

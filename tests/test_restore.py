@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from feature_utils import cli as feature_utils
 from featurelib import contract, duck
 from featurelib.redis_server import free_port
 from featurelib.restore import count_keys
 from featurelib.timeutil import format_us, now_us, to_us
 from featurelib.validation import FAIL, OK, WARN, check_coverage, coverage_status, expected_online, offline_path
-from tests.conftest import TINY, Repo, copy_repo, make_repo, run, set_project
+from tests.conftest import TINY, Repo, copy_repo, feature_utils, make_repo, run, set_project
 
 VIEWS = {"card_profile_24h", "device_activity_24h", "session_activity", "transaction_stats_5m", "user_engagement_5m"}
 
@@ -54,14 +51,9 @@ def empty_online_store(repo: Repo, redis_server) -> None:
     assert not online_keys(repo, redis_server)
 
 
-def cli(repo: Repo, *args: str):
-    """``python feature_utils.py ARGS`` as users run it (a subprocess)."""
-    return run([sys.executable, "feature_utils.py", *args], repo.path, check=False)
-
-
 def invoke(repo: Repo, *args: str, env: dict | None = None):
-    """The same command in-process (Click's runner): faster where the library is under test."""
-    return CliRunner().invoke(feature_utils, ["--repo", str(repo.path), *args], env=env)
+    """``python feature_utils.py ARGS`` in-process (see ``tests.conftest.feature_utils``)."""
+    return feature_utils(repo.path, *args, env=env)
 
 
 def coverage_of(stdout: str) -> dict:
@@ -93,7 +85,7 @@ def test_coverage_thresholds() -> None:
 
 def test_validate_reports_full_coverage_of_a_materialized_store(repo: Repo) -> None:
     result = invoke(repo, "validate", "--json")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stdout + result.stderr
     check = coverage_of(result.stdout)
     assert check["status"] == "ok", check
     assert set(check["data"]["views"]) == VIEWS
@@ -142,7 +134,7 @@ def test_coverage_counts_and_estimates_missing_keys(repo: Repo, redis_server) ->
 
 def test_an_emptied_store_fails_validate_and_materialize_incremental_does_not_fix_it(repo: Repo, redis_server) -> None:
     empty_online_store(repo, redis_server)
-    result = cli(repo, "validate")
+    result = invoke(repo, "validate")
     assert result.returncode == 1, result.stdout
     assert "❌ online coverage" in result.stdout
     assert "sampled keys missing" in result.stdout and "run `python feature_utils.py restore-online`" in result.stdout
@@ -150,7 +142,7 @@ def test_an_emptied_store_fails_validate_and_materialize_incremental_does_not_fi
     # The issue's complaint: the incremental run loads only what changed since the last one.
     run(["feast", "materialize-incremental", pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%S")], repo.path)
     after = invoke(repo, "validate", "--json")
-    assert after.exit_code == 1
+    assert after.returncode == 1
     check = coverage_of(after.stdout)
     assert check["status"] == "fail"
     assert sum(v["present"] for v in check["data"]["views"].values()) < 0.5 * sum(
@@ -160,7 +152,7 @@ def test_an_emptied_store_fails_validate_and_materialize_incremental_does_not_fi
 def test_restore_online_restores_every_key(repo: Repo, redis_server) -> None:
     empty_online_store(repo, redis_server)
     offline_files = {p: p.stat().st_mtime_ns for p in (repo.path / "data" / "features").glob("*.parquet")}
-    result = cli(repo, "restore-online")
+    result = invoke(repo, "restore-online")
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("keys before:", "recomputing 5 offline feature files", "transaction_stats_5m: materializing",
                  "transaction_stats_5m: 0 -> "):
@@ -177,9 +169,9 @@ def test_restore_online_restores_every_key(repo: Repo, redis_server) -> None:
     assert f"Result: OK (0 keys before, {len(restored):,} after" in result.stdout
 
     validate = invoke(repo, "validate", "--json")
-    assert validate.exit_code == 0, validate.stdout
+    assert validate.returncode == 0, validate.stdout
     assert coverage_of(validate.stdout)["status"] == "ok"
-    audit = cli(repo, "skew-audit", "--all", "--json")
+    audit = invoke(repo, "skew-audit", "--all", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     audited = json.loads(audit.stdout)
     assert audited["entities"] == by_view
@@ -196,7 +188,7 @@ def test_restore_keeps_rows_that_are_newer_online(repo: Repo, redis_server) -> N
     key = contract.hash_key(prefix_of(repo), ["card_id"], ["card_12345"], "transaction_stats_5m")
     try:
         result = invoke(repo, "restore-online", "--skip-build")
-        assert result.exit_code == 0, result.output
+        assert result.returncode == 0, result.stdout + result.stderr
         assert "Result: OK" in result.stdout and "transaction_stats_5m" in result.stdout
         assert redis_server.client().hget(key, "txn_count_5m") == b"999"
     finally:
@@ -212,7 +204,7 @@ def test_restore_skip_build_keeps_the_offline_files(repo: Repo, redis_server) ->
     assert before > 0
     client.delete(*[k for k in online_keys(repo, redis_server) if contract.parse_key(k).view == view.name])
     result = invoke(repo, "restore-online", "--skip-build", "--json")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert {p: p.stat().st_mtime_ns for p in files} == files
     assert report["ok"] and not report["built"] and "recomputing" not in result.stderr
@@ -224,7 +216,7 @@ def test_restore_skip_build_keeps_the_offline_files(repo: Repo, redis_server) ->
 
 def test_restore_online_errors_are_one_line(repo: Repo, tmp_path: Path) -> None:
     unreachable = invoke(repo, "restore-online", env={"REDIS_CONNECTION_STRING": f"127.0.0.1:{free_port()}"})
-    assert unreachable.exit_code == 2
+    assert unreachable.returncode == 2
     assert unreachable.stderr.strip().splitlines() == [unreachable.stderr.strip()]
     assert unreachable.stderr.startswith("Error: cannot reach Redis at 127.0.0.1:")
     raw = repo.path / "data" / "raw"
@@ -232,7 +224,7 @@ def test_restore_online_errors_are_one_line(repo: Repo, tmp_path: Path) -> None:
     raw.rename(hidden)
     try:
         no_raw = invoke(repo, "restore-online")
-        assert no_raw.exit_code == 2, no_raw.output
+        assert no_raw.returncode == 2, no_raw.stdout + no_raw.stderr
         assert no_raw.stderr.strip().splitlines()[-1].startswith("Error: no raw ")
         assert "--skip-build" in no_raw.stderr
     finally:
