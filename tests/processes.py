@@ -18,7 +18,7 @@ import redis
 
 from featurelib import paths
 from featurelib.redis_server import RedisServer, free_port
-from tests.conftest import BIN, copy_repo, run, set_project
+from tests.conftest import BIN, copy_repo, feast_cli, set_project
 
 STREAMS = {"transactions": "events:transactions", "clickstream": "events:clickstream"}
 GROUP = "featurelib"
@@ -28,7 +28,7 @@ def applied_repo(dest: Path, server: RedisServer, project: str) -> Path:
     """A repository copy with its own project and key prefix, applied against ``server``."""
     repo = copy_repo(dest)
     set_project(repo, project)
-    run(["feast", "apply"], repo, env={"REDIS_CONNECTION_STRING": server.connection_string})
+    feast_cli(repo, "apply", env={"REDIS_CONNECTION_STRING": server.connection_string})
     return repo
 
 

@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, run
 
 
+@pytest.mark.slow
 def test_backfill_benchmark_small(tmp_path: Path) -> None:
     run([sys.executable, "bench/backfill.py", "--sizes", "20000", "--out", str(tmp_path)], ROOT, timeout=600)
     rows = json.loads((tmp_path / "backfill.json").read_text())
@@ -17,6 +20,7 @@ def test_backfill_benchmark_small(tmp_path: Path) -> None:
     assert "| transactions |" in (tmp_path / "backfill.md").read_text()
 
 
+@pytest.mark.slow
 def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
     run([sys.executable, "bench/online_store.py", "--cards", "200", "--reads", "20", "--out", str(tmp_path)], ROOT, timeout=900)
     online = json.loads((tmp_path / "online_store.json").read_text())
@@ -33,6 +37,7 @@ def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
     assert race["this store"][0]["keys_left_with_an_older_row"] == 0
 
 
+@pytest.mark.slow
 def test_fault_benchmark_small(tmp_path: Path) -> None:
     """One processor kill and one redis-server kill during a small replay: nothing lost or
     landed twice, and every entity's online row equals the batch recomputation."""
@@ -50,6 +55,7 @@ def test_fault_benchmark_small(tmp_path: Path) -> None:
     assert "| lost (produced, neither landed nor quarantined) | 0 | 0 |" in (tmp_path / "faults.md").read_text()
 
 
+@pytest.mark.slow
 def test_serving_benchmark_small(tmp_path: Path) -> None:
     """SDK, serial HTTP and loaded HTTP for this repo, stock Feast and the floor: every setup answers,
     with the same values."""

@@ -13,7 +13,7 @@ import pytest
 
 from featurelib.redis_server import free_port
 from featurelib.validation import offline_path
-from tests.conftest import ROOT, Repo, copy_repo, feature_utils, run
+from tests.conftest import ROOT, Repo, copy_repo, feast_cli, feature_utils, run
 
 CLI = [sys.executable, "feature_utils.py"]
 
@@ -203,7 +203,7 @@ def test_validate_on_a_repository_without_data_says_how_to_make_it(tmp_path: Pat
 
     repo = copy_repo(tmp_path / "fresh")
     set_project(repo, "fresh_clone")
-    run(["feast", "apply"], repo)
+    feast_cli(repo, "apply")
     result = cli(repo, "validate")
     assert result.returncode == 1
     assert "❌ offline sources  no feature data yet: `make demo` computes it (or `python -m featurelib.generate` then " \

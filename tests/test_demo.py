@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from featurelib.redis_server import RedisServer, free_port
 from tests.conftest import copy_repo, run, set_project
@@ -17,6 +18,7 @@ def _counts(repo: Path) -> dict[str, int]:
     return {str(p.relative_to(repo)): pq.ParquetFile(p).metadata.num_rows for p in files}
 
 
+@pytest.mark.slow
 def test_demo_starts_redis_if_needed_and_runs_twice_without_duplicating_data(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
     set_project(repo, "demo_repo")

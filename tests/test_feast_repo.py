@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from tests.conftest import Repo, run
+from tests.conftest import Repo, feast_cli, run
 
 VIEWS = {"transaction_stats_5m", "card_profile_24h", "device_activity_24h", "user_engagement_5m", "session_activity"}
 
@@ -21,10 +21,10 @@ def test_plan_lists_no_change_after_apply_and_materialize(feature_repo: Repo) ->
 
 
 def test_feature_views_and_entities_list(feature_repo: Repo) -> None:
-    views = run(["feast", "feature-views", "list"], feature_repo.path).stdout
+    views = feast_cli(feature_repo.path, "feature-views", "list").stdout
     for name in VIEWS | {"transaction_request_features"}:
         assert name in views
-    entities = run(["feast", "entities", "list"], feature_repo.path).stdout
+    entities = feast_cli(feature_repo.path, "entities", "list").stdout
     for name in ("card", "user", "device", "session"):
         assert f"{name} " in entities
 

@@ -39,7 +39,7 @@ from featurelib.model_registry import (  # MLflow through it: imported after its
 from featurelib.repo import load_store
 from featurelib.spec import service_spec
 from featurelib.training import training_frame, transaction_labels
-from tests.conftest import ROOT, Repo, copy_repo, run
+from tests.conftest import ROOT, Repo, copy_repo, feast_cli
 
 SERVICE = "fraud_detection"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -134,7 +134,7 @@ def clone(feature_repo: Repo, dest: Path) -> Path:
     (repo / "data").mkdir()
     for data in (paths.raw_dir, paths.features_dir):
         data(repo).symlink_to(data(feature_repo.path), target_is_directory=True)
-    run(["feast", "apply"], repo)
+    feast_cli(repo, "apply")
     return repo
 
 

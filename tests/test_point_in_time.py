@@ -22,7 +22,7 @@ from featurelib.generate import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA, write_ta
 from featurelib.repo import load_store
 from featurelib.timeutil import DAY, MINUTE, SECOND, to_us
 from featurelib.training import training_frame
-from tests.conftest import copy_repo, run, set_project
+from tests.conftest import copy_repo, feast_cli, run, set_project
 
 T = to_us("2026-11-20T10:00:00Z")
 TTL = 7 * DAY  # transaction_stats_5m
@@ -53,7 +53,7 @@ def pit_repo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Path:
     write_table(_table(txns, TRANSACTION_SCHEMA), paths.raw_dir(repo) / "transactions" / "generated.parquet")
     write_table(_table(clicks, CLICKSTREAM_SCHEMA), paths.raw_dir(repo) / "clickstream" / "generated.parquet")
     build_all(paths.raw_dir(repo), paths.features_dir(repo))
-    run(["feast", "apply"], repo)
+    feast_cli(repo, "apply")
     return repo
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 
 from featurelib.redis_server import redis_server_binary
-from tests.conftest import ROOT, Repo, make_repo, run, set_project
+from tests.conftest import ROOT, CliResult, Repo, feast_cli, make_repo, run, set_project
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 COVERED_ELSEWHERE = {
     "source .venv/bin/activate": "tests run inside the venv: its bin directory is first on PATH",
     "pip install -r requirements.txt": "`make test` installs requirements.txt before running the tests",
+    ".venv/bin/python -m featurelib.fast_start install": "the Makefile runs it when it creates the venv; "
+                                                         "tests/test_fast_start.py checks what it writes",
     "python3 -m venv .venv": "the Makefile creates the venv the same way (requirements.txt, then the package with "
                              "-e .); test_the_install_step_installs_the_package checks the command and its effect",
     "make demo": "tests/test_demo.py runs `python -m featurelib.demo`, all that `make demo` runs after installing",
@@ -42,6 +44,25 @@ COVERED_ELSEWHERE = {
                                        "them through feast serve (its --until-idle form below runs here)",
 }
 EXPECTED_EXIT = {"python feature_utils.py validate-pit --entity-id test_card --entity-type card": 2}
+
+
+def run_example(code: str, repo: Path) -> CliResult:
+    """A Python example run as a script in ``repo`` would be (its directory current, its definition
+    files importable), in-process: exit code 1 with the traceback on stderr when it raises."""
+    import contextlib
+    import io
+    import traceback
+
+    from featurelib.validation import _inside_repo
+
+    out, err, code_ = io.StringIO(), io.StringIO(), 0
+    with _inside_repo(repo), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            exec(compile(code, "<example>", "exec"), {"__name__": "__main__"})
+        except Exception:
+            traceback.print_exc()
+            code_ = 1
+    return CliResult(code_, out.getvalue(), err.getvalue())
 
 
 def blocks(path: Path, language: str) -> list[str]:
@@ -88,6 +109,7 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert [c.split("#")[0].strip() for c in commands(first)] == ["make demo", "make test"]
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs(readme_repo: Repo, redis_server) -> None:
     ran, failures = [], []
     for block in blocks(ROOT / "README.md", "bash"):
@@ -114,7 +136,7 @@ def test_every_readme_python_example_runs(readme_repo: Repo) -> None:
     examples = blocks(ROOT / "README.md", "python")
     assert len(examples) >= 4
     for code in examples:
-        result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+        result = run_example(code, readme_repo.path)
         assert result.returncode == 0, f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         assert result.stdout.strip(), "every example prints something"
 
@@ -122,7 +144,8 @@ def test_every_readme_python_example_runs(readme_repo: Repo) -> None:
 def test_the_install_step_installs_the_package(readme_repo: Repo, tmp_path: Path) -> None:
     """Quick start step 1 creates the venv and installs ``featurelib`` with the requirements, so
     Feast loads the repository from any directory (``feature_store.yaml`` names featurelib classes)."""
-    (install, _activate) = commands(blocks(ROOT / "README.md", "bash")[1])
+    (install, fast_start, _activate) = commands(blocks(ROOT / "README.md", "bash")[1])
+    assert fast_start.split(" #")[0].strip() == ".venv/bin/python -m featurelib.fast_start install"
     assert install.startswith("python3 -m venv .venv && ") and install.endswith("pip install -r requirements.txt -e .")
     code = f"from feast import FeatureStore; print(len(FeatureStore(repo_path={str(readme_repo.path)!r}).list_feature_views()))"
     result = run([sys.executable, "-c", code], tmp_path)  # another directory: featurelib comes from the install
@@ -143,7 +166,7 @@ def test_training_doc_examples_run(readme_repo: Repo) -> None:
     for code in examples:
         if "log_model_with_spec" in code:
             continue  # the MLflow example: tests/test_mlflow.py runs it with its own tracking store
-        result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+        result = run_example(code, readme_repo.path)
         assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
         assert "txn_count_5m" in result.stdout
 
@@ -151,7 +174,7 @@ def test_training_doc_examples_run(readme_repo: Repo) -> None:
 def test_serving_doc_example_runs(readme_repo: Repo) -> None:
     """docs/SERVING.md: the feature service fetched once, then read per request."""
     (code,) = blocks(ROOT / "docs" / "SERVING.md", "python")
-    result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+    result = run_example(code, readme_repo.path)
     assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
     assert result.stdout.strip() == "['card_12345']"
 
@@ -159,7 +182,7 @@ def test_serving_doc_example_runs(readme_repo: Repo) -> None:
 def test_monitoring_doc_example_runs(readme_repo: Repo) -> None:
     """docs/MONITORING.md: build a training set and a served set, then compare them."""
     (code,) = blocks(ROOT / "docs" / "MONITORING.md", "python")
-    result = run([sys.executable, "-c", code], readme_repo.path, check=False)
+    result = run_example(code, readme_repo.path)
     assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
     assert "training rows" in result.stdout
     command = next(line for line in code.splitlines() if "feature_utils.py drift" in line).lstrip("# ")
@@ -182,7 +205,7 @@ def test_stream_contract_example_runs_as_written(tmp_path: Path) -> None:
     cli = Path(redis_server_binary()).with_name("redis-cli")
     with RedisServer() as server:
         env = {"REDIS_CONNECTION_STRING": server.connection_string}
-        run(["feast", "apply"], repo, env=env)
+        feast_cli(repo, "apply", env=env)
         outputs = []
         for block in blocks(ROOT / "docs" / "STREAM_CONTRACT.md", "bash"):
             script = block.replace("redis-cli ", f"{cli if cli.exists() else 'redis-cli'} -p {server.port} ")

@@ -21,7 +21,7 @@ import pytest
 
 from featurelib import contract
 from featurelib.redis_server import RedisServer
-from tests.conftest import BIN, Repo, copy_repo, run
+from tests.conftest import BIN, Repo, copy_repo, feast_cli, run
 from tests.processes import http_server
 
 FRAUD = {"feature_service": "fraud_detection",
@@ -235,7 +235,7 @@ def own_redis_server(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
     redis.start()
     env = {"REDIS_CONNECTION_STRING": redis.connection_string}
     try:
-        run(["feast", "apply"], repo, env=env)
+        feast_cli(repo, "apply", env=env)
         with http_server(serve_command("--deadline-ms", "800", "--redis-timeout-ms", "300"), repo, env) as url:
             yield url, redis
     finally:
@@ -271,7 +271,7 @@ def test_a_redis_refusing_the_password_is_a_503(tmp_path: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
     with RedisServer(extra_args=("--requirepass", "right-password")) as redis:
         good = {"REDIS_CONNECTION_STRING": redis.connection_string, "REDIS_PASSWORD": "right-password"}
-        run(["feast", "apply"], repo, env=good)
+        feast_cli(repo, "apply", env=good)
         with http_server(serve_command(), repo, {**good, "REDIS_PASSWORD": "wrong-password"}) as url:
             response = post(url, SEED)
             assert response.status_code == 503, response.text

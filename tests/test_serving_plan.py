@@ -20,7 +20,7 @@ from featurelib import contract
 from featurelib.errors import BadRequestError
 from featurelib.serving.provider import ServingProvider
 from featurelib.serving.response import ColumnarOnlineResponse
-from tests.conftest import Repo
+from tests.conftest import Repo, feast_cli
 
 STORED = {
     "transaction_stats_5m": "card_id",
@@ -202,7 +202,7 @@ def test_a_hung_redis_fails_an_sdk_read_within_the_socket_timeout(tmp_path) -> N
     from featurelib.errors import StoreUnavailableError
     from featurelib.redis_server import RedisServer
     from featurelib.repo import load_store
-    from tests.conftest import copy_repo, run
+    from tests.conftest import copy_repo
     from tests.processes import private_redis
 
     repo = copy_repo(tmp_path / "repo")
@@ -211,7 +211,7 @@ def test_a_hung_redis_fails_an_sdk_read_within_the_socket_timeout(tmp_path) -> N
                                              "  type: featurelib.online_store.RedisHashOnlineStore\n"
                                              "  socket_timeout_seconds: 0.3"))
     with RedisServer() as redis, private_redis(redis):
-        run(["feast", "apply"], repo)
+        feast_cli(repo, "apply")
         store = load_store(repo)
         features = ["transaction_stats_5m:txn_count_5m"]
         assert store.get_online_features(features, {"card_id": ["c"]}).to_dict()["txn_count_5m"] == [None]

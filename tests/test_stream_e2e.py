@@ -15,7 +15,7 @@ import pytest
 
 from featurelib.redis_server import free_port
 from featurelib.timeutil import now_us
-from tests.conftest import BIN, copy_repo, run, set_project
+from tests.conftest import BIN, copy_repo, feast_cli, set_project
 
 
 def _start(args: list[str], repo: Path) -> subprocess.Popen:
@@ -38,7 +38,7 @@ def _poll(fn, timeout: float = 20.0):
 def live(tmp_path: Path, redis_server):
     repo = copy_repo(tmp_path / "repo")
     set_project(repo, "e2e_repo")
-    run(["feast", "apply"], repo)
+    feast_cli(repo, "apply")
     port = free_port()
     serve = _start([str(BIN / "feast"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], repo)
     processor = _start([sys.executable, "-m", "featurelib.stream", "run", "--repo", str(repo), "--lateness", "5"], repo)

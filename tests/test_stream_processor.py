@@ -16,7 +16,7 @@ from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 from featurelib.stream.replay import replay
 from featurelib.timeutil import SECOND, now_us
 from featurelib.validation import online_values
-from tests.conftest import copy_repo, run, set_project
+from tests.conftest import copy_repo, feast_cli, set_project
 from tests.processes import assert_online_equals_batch
 
 CFG = GeneratorConfig(n_cards=60, days=1, seed=17, end_us=now_us() // SECOND * SECOND)
@@ -27,7 +27,7 @@ def repo(tmp_path: Path, redis_server) -> Path:
     path = copy_repo(tmp_path / "repo")
     name = f"s_{tmp_path.name.replace('-', '_')[-24:]}"
     set_project(path, name)
-    run(["feast", "apply"], path)
+    feast_cli(path, "apply")
     generate(CFG, path / "data" / "replay")
     return path
 
