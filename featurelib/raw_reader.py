@@ -14,6 +14,7 @@ A file that is not readable Parquet, or whose columns have the wrong types, is a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class RawEvents:
     kind: str
     files: list[Path]
     invalid: pa.Table
+    _repeats: bool | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def scan(cls, raw_dir: Path, kind: str, clock_us: int | None = None) -> RawEvents:
@@ -103,19 +105,34 @@ class RawEvents:
         return cls(kind, files, invalid)
 
     def relation(self, columns: list[str] | tuple[str, ...], where: str | None = None) -> str:
-        """SQL of the valid events' ``columns`` (those matching ``where``), each event id once
-        (an event landed twice counts once). Run it on ``connect()``, which knows the invalid rows."""
+        """SQL of the valid events' ``columns`` (those matching ``where``), each event id once:
+        an id delivered twice, in two files or in one, counts once, with the copy of the first
+        file (in path order: for landed stream partitions, the order of arrival) at its first
+        row, as the stream processor keeps the first to arrive. Run it on ``connect()``, which
+        knows the invalid rows."""
         paths = ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in self.files)
         cols = ", ".join(columns)
-        if self.invalid.num_rows:
-            source = (f"(SELECT * FROM read_parquet([{paths}], union_by_name = true, filename = true, "
-                      f"file_row_number = true) ANTI JOIN _invalid USING (filename, file_row_number))")
-        else:
-            source = f"read_parquet([{paths}], union_by_name = true)"
+        dedupe = len(self.files) > 1 or self.invalid.num_rows > 0 or self.repeats_ids()
+        scan = f"read_parquet([{paths}], union_by_name = true{', filename = true, file_row_number = true' if dedupe else ''})"
+        source = f"(SELECT * FROM {scan} ANTI JOIN _invalid USING (filename, file_row_number))" if self.invalid.num_rows else scan
         filtered = f"{source} WHERE {where}" if where else source
-        if len(self.files) > 1 or self.invalid.num_rows:
-            return f"SELECT {cols} FROM {filtered} QUALIFY row_number() OVER (PARTITION BY {ID_FIELD[self.kind]}) = 1"
+        if dedupe:
+            return (f"SELECT {cols} FROM {filtered} QUALIFY row_number() OVER "
+                    f"(PARTITION BY {ID_FIELD[self.kind]} ORDER BY filename, file_row_number) = 1")
         return f"SELECT {cols} FROM {filtered}"
+
+    def repeats_ids(self) -> bool:
+        """Whether one file holds an event id more than once (checked once, for a single file;
+        several files are de-duplicated anyway)."""
+        if self._repeats is None:
+            if len(self.files) != 1:
+                self._repeats = len(self.files) > 1
+            else:
+                path = "'" + self.files[0].as_posix().replace("'", "''") + "'"
+                with duckdb.connect() as con:
+                    self._repeats = bool(con.execute(
+                        f"SELECT count(*) <> count(DISTINCT {ID_FIELD[self.kind]}) FROM read_parquet({path})").fetchone()[0])
+        return self._repeats
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection on which ``relation`` runs."""

@@ -6,13 +6,14 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from featurelib import semantics as s
 from featurelib.batch import build_all, build_view
 from featurelib.engine import compute_view
-from featurelib.generate import GeneratorConfig, generate
+from featurelib.generate import GeneratorConfig, generate, write_table
 from featurelib.timeutil import to_us
 
 CFG = GeneratorConfig(n_cards=120, days=2, seed=3, end_us=to_us("2026-11-20T00:00:00Z"))
@@ -45,6 +46,18 @@ def test_events_delivered_twice_count_once(raw: Path, tmp_path: Path) -> None:
     again = build_view(s.TRANSACTION_STATS, twice, tmp_path / "twice.parquet")
     assert again.events == once.events
     assert pq.read_table(again.path).equals(pq.read_table(once.path))
+
+
+def test_an_id_repeated_in_one_file_counts_once_with_its_first_copy(raw: Path, tmp_path: Path) -> None:
+    """As the stream processor keeps the first delivery: a later copy that differs is ignored."""
+    events = pq.read_table(raw / "transactions" / "generated.parquet")
+    copies = events.slice(0, 50)
+    amount = copies.schema.get_field_index("amount_cents")
+    copies = copies.set_column(amount, "amount_cents", pc.add(copies.column(amount), 1))
+    write_table(pa.concat_tables([events, copies]), tmp_path / "raw" / "transactions" / "generated.parquet")
+    result = build_view(s.TRANSACTION_STATS, tmp_path / "raw", tmp_path / "features.parquet")
+    assert result.events == events.num_rows
+    assert pq.read_table(result.path).equals(compute_view(s.TRANSACTION_STATS, events))
 
 
 def test_a_failed_build_keeps_the_previous_file(raw: Path, tmp_path: Path) -> None:
