@@ -20,7 +20,8 @@ define, so stream jobs in any language write the very rows Feast serves.
   row stamped more than ``contract.MAX_AHEAD_US`` ahead of the reader's clock; a row
   older than its view's ``ttl`` is null with status OUTSIDE_MAX_AGE; an absent field
   is a null value.
-* Every hash expires ``ttl`` (plus ``ttl_grace_seconds``) after its event timestamp.
+* Every hash expires ``ttl`` (plus ``ttl_grace_seconds``) after its event timestamp, or
+  ``key_ttl_seconds`` after it when that is set.
 * ``update`` deletes the hashes of feature views removed from the repository;
   ``teardown`` those of all views.
 * Topologies ``redis``, ``redis_cluster`` and ``redis_sentinel`` as in Feast's own store,
@@ -86,6 +87,10 @@ class RedisHashOnlineStoreConfig(FeastConfigBaseModel):
     """First part of every key; one Feast project per prefix (or per Redis database)."""
     ttl_grace_seconds: int = 3600
     """How long a hash outlives its view's TTL, so reads report OUTSIDE_MAX_AGE, not NOT_FOUND."""
+    key_ttl_seconds: int | None = None
+    """Feast's Redis option: when set, every hash lives this long after its row's event time,
+    instead of the view's TTL plus ``ttl_grace_seconds``. (Feast counts from the write; for the
+    fresh rows streams and materialization write, the two agree.) Reads still apply the view TTL."""
     write_batch_size: int = 2000
     """Rows per pipelined round trip when writing."""
     socket_timeout_seconds: float = 10.0
@@ -189,12 +194,19 @@ def _text_encoder(codec: contract.Codec) -> Callable[[Any], str | bytes | None]:
     return lambda v: codec.to_text(list(v.val))  # lists
 
 
+def view_ttl_seconds(table: FeatureView) -> float:
+    """The view's TTL in seconds, 0 for none: also for an on-demand view written to the online
+    store (``write_to_online_store=True``), which has no TTL."""
+    ttl = getattr(table, "ttl", None)
+    return ttl.total_seconds() if ttl else 0.0
+
+
 class _ViewCodecs:
     """Per feature view: how each feature's value is encoded and decoded, its TTL, and its keys."""
 
     def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX):
         self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
-        self.ttl_seconds = table.ttl.total_seconds() if table.ttl else 0.0
+        self.ttl_seconds = view_ttl_seconds(table)
         self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
         self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
         self.prefix, self.view = prefix, table.name
@@ -378,7 +390,9 @@ class RedisHashOnlineStore(OnlineStore):
     @staticmethod
     def life_ms(cfg: RedisHashOnlineStoreConfig, table: FeatureView) -> int:
         """How long a hash of ``table`` lives after its event time, ms (0: no TTL)."""
-        return contract.life_ms(table.ttl.total_seconds() if table.ttl else 0.0, cfg.ttl_grace_seconds)
+        if cfg.key_ttl_seconds:
+            return int(cfg.key_ttl_seconds) * 1000
+        return contract.life_ms(view_ttl_seconds(table), cfg.ttl_grace_seconds)
 
     def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
         cfg: RedisHashOnlineStoreConfig = config.online_store

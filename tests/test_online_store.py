@@ -307,3 +307,36 @@ def _wait_port(port: int, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"nothing answers on {port}")
         time.sleep(0.05)
+
+
+
+@pytest.mark.parametrize("store_type", ["featurelib.online_store.RedisHashOnlineStore", "redis"])
+def test_an_on_demand_view_written_to_the_online_store(tmp_path: Path, server: RedisServer, store_type: str) -> None:
+    """``write_to_online_store=True``: ``feast apply`` hands the on-demand view (which has no TTL)
+    to the store's ``update``, and its rows are written and read back as with Feast's own store."""
+    from feast import Field
+    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.types import Int64
+
+    store = toy_store(tmp_path / "toy", server.connection_string, store_type=store_type)
+
+    @on_demand_feature_view(entities=[store.get_entity("item")], sources=[store.get_feature_view("items")],
+                            schema=[Field(name="n2", dtype=Int64)], mode="python", write_to_online_store=True)
+    def doubled(inputs: dict) -> dict:
+        return {"n2": [v * 2 for v in inputs["n"]]}
+
+    store.apply([doubled])
+    store.write_to_online_store("doubled", rows(["a", "b"], [now(), now()], n=[21, 5]))
+    assert read(store, ["a", "b", "c"], ["doubled:n2"]).to_dict() == {"item_id": ["a", "b", "c"], "n2": [42, 10, None]}
+
+
+@pytest.mark.parametrize("key_ttl", [None, 120])
+def test_key_ttl_seconds_sets_how_long_a_hash_lives(tmp_path: Path, server: RedisServer, key_ttl: int | None) -> None:
+    """Feast's ``key_ttl_seconds`` is accepted; a hash then lives that long after its row's event time
+    (by default: the view TTL plus ``ttl_grace_seconds``, an hour each here)."""
+    store = toy_store(tmp_path / "toy", server.connection_string, extra=f"  key_ttl_seconds: {key_ttl}" if key_ttl else "")
+    store.write_to_online_store("items", rows(["a"], [now() - timedelta(seconds=10)]))
+    life_s = server.client().pttl("features:item:a:items") / 1000
+    expected = (key_ttl or TTL.total_seconds() + 3600) - 10
+    assert expected - 5 < life_s <= expected
+    assert read(store, ["a"], ["items:n"]).to_dict()["n"] == [0]
