@@ -55,6 +55,10 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 
 DEFAULT_PREFIX = "features"
+PREFIX_OWNERS_KEY = "featurelib:key-prefix-owners"
+"""A Redis hash outside every key prefix: key prefix -> the Feast project whose rows live under
+it. ``feast apply`` claims the prefix (the store's ``update``), ``feast teardown`` releases it;
+a second project that names the same prefix on the same Redis is refused."""
 EVENT_TS = "_event_ts"
 CREATED_TS = "_created_ts"
 META_FIELDS = (EVENT_TS, CREATED_TS)
@@ -147,10 +151,10 @@ def is_key_of(key: str | bytes, prefix: str, view: str | None = None) -> bool:
     return parsed.prefix == prefix and (view is None or parsed.view == view)
 
 
-def view_keys(client: Any, prefix: str, view: str, count: int = 1000) -> Iterator[bytes]:
-    """Every key of ``view``'s hashes under ``prefix``: a ``SCAN`` of ``scan_pattern`` with each
-    key confirmed by ``is_key_of`` (the pattern also matches longer prefixes). SCAN may return
-    a key twice; callers that count use a set."""
+def view_keys(client: Any, prefix: str, view: str | None, count: int = 1000) -> Iterator[bytes]:
+    """Every key of ``view``'s hashes (of every view's, for ``None``) under ``prefix``: a ``SCAN``
+    of ``scan_pattern`` with each key confirmed by ``is_key_of`` (the pattern also matches longer
+    prefixes). SCAN may return a key twice; callers that count use a set."""
     for key in client.scan_iter(match=scan_pattern(prefix, view), count=count):
         if is_key_of(key, prefix, view):
             yield key

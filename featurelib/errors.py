@@ -29,6 +29,14 @@ class OperationalError(click.ClickException):
     exit_code = 2
 
 
+class KeyPrefixOwnedError(OperationalError, FeastError):
+    """Another Feast project's rows live under this key prefix on this Redis."""
+
+    def __init__(self, prefix: str, owner: str, project: str):
+        super().__init__(f"key prefix {prefix!r} on this Redis holds the rows of Feast project {owner!r}, not "
+                         f"{project!r}: give {project!r} its own online_store.key_prefix in feature_store.yaml")
+
+
 class UnreadableFileError(OperationalError, FeastError):
     """A data file exists but cannot be read (corrupt, truncated, not Parquet)."""
 

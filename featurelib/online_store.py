@@ -22,8 +22,9 @@ define, so stream jobs in any language write the very rows Feast serves.
   is a null value.
 * Every hash expires ``ttl`` (plus ``ttl_grace_seconds``) after its event timestamp, or
   ``key_ttl_seconds`` after it when that is set.
-* ``update`` deletes the hashes of feature views removed from the repository;
-  ``teardown`` those of all views.
+* ``update`` claims the key prefix for the project (``contract.PREFIX_OWNERS_KEY``; another
+  project's claim is a ``KeyPrefixOwnedError``) and deletes the hashes of feature views
+  removed from the repository; ``teardown`` deletes every hash under the prefix and releases it.
 * Topologies ``redis``, ``redis_cluster`` and ``redis_sentinel`` as in Feast's own store,
   from ``REDIS_CONNECTION_STRING`` (Feast's format, default ``localhost:6379``);
   ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` add credentials and TLS
@@ -609,8 +610,9 @@ class RedisHashOnlineStore(OnlineStore):
 
     # ------------------------------------------------------------------ infrastructure
 
-    def delete_view(self, config: RepoConfig, view_name: str, batch: int = 1000) -> int:
-        """Delete every hash of ``view_name`` (bounded SCAN, batched UNLINK). Returns the count."""
+    def delete_view(self, config: RepoConfig, view_name: str | None, batch: int = 1000) -> int:
+        """Delete every hash of ``view_name`` (of every view under the key prefix, for ``None``):
+        bounded SCAN, batched UNLINK. Returns the count."""
         client = self.client(config)
         prefix = config.online_store.key_prefix
         deleted, pending = 0, []
@@ -641,12 +643,37 @@ class RedisHashOnlineStore(OnlineStore):
     ) -> None:
         for table in tables_to_keep:  # fail at `feast apply`, not at the first write
             _ViewCodecs(table)
+        self.claim_prefix(config)
         for table in tables_to_delete:
             self.delete_view(config, table.name)
 
+    def prefix_owner(self, config: RepoConfig) -> str | None:
+        """The Feast project that claimed this store's key prefix on this Redis, if any."""
+        owner = self.client(config).hget(contract.PREFIX_OWNERS_KEY, config.online_store.key_prefix)
+        return owner.decode() if isinstance(owner, bytes) else owner
+
+    def claim_prefix(self, config: RepoConfig) -> None:
+        """Record that ``config.project`` owns the key prefix, or raise ``KeyPrefixOwnedError``
+        when another project does: two projects on one prefix would read and delete each
+        other's rows (keys carry no project)."""
+        prefix = config.online_store.key_prefix
+        if self.client(config).hsetnx(contract.PREFIX_OWNERS_KEY, prefix, config.project):
+            return
+        owner = self.prefix_owner(config)
+        if owner not in (None, config.project):
+            raise errors.KeyPrefixOwnedError(prefix, owner, config.project)
+
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
+        """Delete the project's rows: every hash under its key prefix (Feast does not pass push and
+        stream views here), then release the prefix. Refused when another project owns it."""
+        owner = self.prefix_owner(config)
+        if owner not in (None, config.project):
+            raise errors.KeyPrefixOwnedError(config.online_store.key_prefix, owner, config.project)
         for table in tables:
             self.delete_view(config, table.name)
+        if owner == config.project:
+            self.delete_view(config, None)
+            self.client(config).hdel(contract.PREFIX_OWNERS_KEY, config.online_store.key_prefix)
 
     async def close(self) -> None:
         if self._client_async is not None:

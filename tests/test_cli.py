@@ -220,3 +220,16 @@ def test_feast_runs_from_another_directory_with_chdir(feature_repo: Repo, tmp_pa
     env = {"FEAST_FS_YAML_FILE_PATH": str(feature_repo.path / "feature_store.yaml")}
     other = run(["feast", "feature-views", "list"], tmp_path, env=env, check=False)
     assert "transaction_stats_5m" not in other.stdout
+
+
+def test_feast_apply_of_a_second_project_on_the_same_key_prefix_is_one_line(feature_repo: Repo, tmp_path: Path) -> None:
+    """The shared repository's project owns the prefix `features` on the session's Redis. (Feast's
+    own warnings about the copy's missing data files come first on stderr.)"""
+    repo = copy_repo(tmp_path / "intruder")
+    yaml = repo / "feature_store.yaml"
+    yaml.write_text(yaml.read_text().replace("project: realtime_features", "project: intruder"))
+    result = run(["feast", "apply"], repo, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: key prefix 'features' on this Redis holds the rows of Feast project 'realtime_features', not "
+        "'intruder': give 'intruder' its own online_store.key_prefix in feature_store.yaml")

@@ -340,3 +340,52 @@ def test_key_ttl_seconds_sets_how_long_a_hash_lives(tmp_path: Path, server: Redi
     expected = (key_ttl or TTL.total_seconds() + 3600) - 10
     assert expected - 5 < life_s <= expected
     assert read(store, ["a"], ["items:n"]).to_dict()["n"] == [0]
+
+
+def test_a_key_prefix_belongs_to_one_project(tmp_path: Path, server: RedisServer) -> None:
+    """Keys carry no project: a second project naming the same prefix on the same Redis is refused
+    at apply, before it can read or delete the first one's rows; with its own prefix it is fine."""
+    from featurelib.errors import KeyPrefixOwnedError
+
+    first = toy_store(tmp_path / "first", server.connection_string, project="first")
+    first.write_to_online_store("items", rows(["a"], [now()], n=[1]))
+    with pytest.raises(KeyPrefixOwnedError, match="key prefix 'features' on this Redis holds the rows of Feast "
+                                                   "project 'first', not 'second'"):
+        toy_store(tmp_path / "second", server.connection_string, project="second")
+    second = toy_store(tmp_path / "second_own", server.connection_string, project="second", key_prefix="second")
+    second.write_to_online_store("items", rows(["a"], [now()], n=[2]))
+    assert read(first, ["a"], ["items:n"]).to_dict()["n"] == [1]
+    assert read(second, ["a"], ["items:n"]).to_dict()["n"] == [2]
+    assert server.client().hgetall(contract.PREFIX_OWNERS_KEY) == {b"features": b"first", b"second": b"second"}
+    first.apply([])  # the owner applies again: fine
+
+
+def test_teardown_removes_every_row_of_the_project_and_releases_the_prefix(tmp_path: Path, server: RedisServer) -> None:
+    """Feast hands ``teardown`` only its feature views (not on-demand views written online): every
+    hash under the project's prefix goes, and another project may then use the prefix."""
+    from feast import FeatureView, Field, PushSource
+    from feast.data_source import PushMode
+    from feast.on_demand_feature_view import on_demand_feature_view
+    from feast.types import Int64
+
+    store = toy_store(tmp_path / "toy", server.connection_string)
+    items, item = store.get_feature_view("items"), store.get_entity("item")
+    pushed = FeatureView(name="pushed", entities=[item], ttl=TTL, schema=[Field(name="n", dtype=Int64)],
+                         source=PushSource(name="pushed_source", batch_source=items.batch_source))
+
+    @on_demand_feature_view(entities=[item], sources=[items], schema=[Field(name="n2", dtype=Int64)], mode="python",
+                            write_to_online_store=True)
+    def doubled(inputs: dict) -> dict:
+        return {"n2": [v * 2 for v in inputs["n"]]}
+
+    store.apply([pushed, doubled])
+    store.write_to_online_store("items", rows(["a", "b"], [now(), now()]))
+    store.push("pushed_source", rows(["c"], [now()], n=[3])[["item_id", "event_timestamp", "n"]], to=PushMode.ONLINE)
+    store.write_to_online_store("doubled", rows(["d"], [now()], n=[4]))
+    client = server.client()
+    assert client.exists("features:item:c:pushed", "features:item:d:doubled") == 2
+    assert client.hget(contract.PREFIX_OWNERS_KEY, "features") == b"toy"
+    client.set("events:transactions:unrelated", "1")  # outside the prefix: not the project's
+    store.teardown()
+    assert sorted(client.scan_iter("*")) == [b"events:transactions:unrelated"]
+    toy_store(tmp_path / "other", server.connection_string, project="other")  # the prefix is free again
