@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from feast import Entity, FeatureView, RepoConfig, utils
 from feast.infra.online_stores.online_store import OnlineStore
@@ -180,6 +181,45 @@ def _us_of(ts: datetime | None) -> int:
     return (ts - (_EPOCH_NAIVE if ts.tzinfo is None else _EPOCH)) // _US
 
 
+_INT_RANGES = {"int32_val": (-(1 << 31), (1 << 31) - 1), "int64_val": (-(1 << 63), (1 << 63) - 1)}
+_FLOAT_KINDS = ("float_val", "double_val")
+
+
+def _coerce_scalar(kind: str, value: Any, field: str) -> Any:
+    """``value`` of proto kind ``kind`` as the declared ``field`` holds it, or ``None`` when it cannot."""
+    if field in _INT_RANGES and (kind in _INT_RANGES or (kind in _FLOAT_KINDS and float(value).is_integer())):
+        lo, hi = _INT_RANGES[field]
+        return int(value) if lo <= value <= hi else None
+    if field in _FLOAT_KINDS and (kind in _INT_RANGES or kind in _FLOAT_KINDS):
+        return float(np.float32(value)) if field == "float_val" else float(value)
+    return None
+
+
+class _ListValue:
+    """A stand-in for a proto list value (``.val``), as the list encoders read it."""
+
+    def __init__(self, values: list):
+        self.val = values
+
+
+def coerce(name: str, kind: str, value: Any, field: str) -> Any:
+    """A feature value written with another proto kind than its declared one (``double_val`` to a
+    Float32 feature, ``int32_val`` to an Int64 one, and the same for lists), converted as Feast's
+    DataFrame paths convert to the declared type: integers that fit, any number to a float (to
+    float32 for Float32); raises ``ValueError`` naming the feature when the type cannot hold it."""
+    if kind.endswith("_list_val") and field.endswith("_list_val"):
+        item_kind, item_field = kind[:-9] + "_val", field[:-9] + "_val"
+        items = [_coerce_scalar(item_kind, v, item_field) for v in value.val]
+        if None not in items:
+            return _ListValue(items)
+    elif not kind.endswith("_list_val") and not field.endswith("_list_val"):
+        converted = _coerce_scalar(kind, value, field)
+        if converted is not None:
+            return converted
+    raise ValueError(f"feature {name!r} is declared as {field.removesuffix('_val')}: a {kind} value "
+                     f"{value if not kind.endswith('_list_val') else list(value.val)!r} does not fit it")
+
+
 def _text_encoder(codec: contract.Codec) -> Callable[[Any], str | bytes | None]:
     """value of the proto's oneof field -> contract text, None for null (the hot path of every write)."""
     if codec.field in ("double_val", "float_val"):
@@ -219,11 +259,18 @@ class _ViewCodecs:
         args.append(0)
         for name, field, encode in self.encoders:
             proto = values.get(name)
-            if proto is not None and proto.WhichOneof("val") == field:
+            if proto is None:
+                continue
+            kind = proto.WhichOneof("val")
+            if kind == field:
                 text = encode(getattr(proto, field))
-                if text is not None:
-                    args.append(name)
-                    args.append(text)
+            elif kind is None:
+                continue  # null
+            else:
+                text = encode(coerce(name, kind, getattr(proto, kind), field))
+            if text is not None:
+                args.append(name)
+                args.append(text)
         args[at] = (len(args) - at - 1) // 2
         return args
 

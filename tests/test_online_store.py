@@ -389,3 +389,46 @@ def test_teardown_removes_every_row_of_the_project_and_releases_the_prefix(tmp_p
     store.teardown()
     assert sorted(client.scan_iter("*")) == [b"events:transactions:unrelated"]
     toy_store(tmp_path / "other", server.connection_string, project="other")  # the prefix is free again
+
+
+def _online_write(store, view: str, item: str, values: dict) -> None:
+    """``online_write_batch`` with ValueProtos as another plugin or a custom job hands them in."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    key = EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=item)])
+    provider = store._get_provider()
+    provider.online_write_batch(store.config, store.get_feature_view(view), [(key, values, now(), now())], None)
+
+
+@pytest.mark.parametrize("store_type", ["featurelib.online_store.RedisHashOnlineStore", "redis"])
+def test_values_of_another_kind_are_converted_to_the_declared_type(tmp_path: Path, server: RedisServer,
+                                                                    store_type: str) -> None:
+    """An ``int32_val`` for an Int64 feature, an integral ``double_val`` for one, an ``int64_val`` for a
+    Float64 one and an ``int32_list_val`` for an ``Array(Int64)`` are read back as Feast's own store
+    reads them. A value the declared type cannot hold is refused with the feature's name (Feast's
+    store keeps it as written)."""
+    from feast import FeatureView
+    from feast import Field as FeastField
+    from feast.protos.feast.types.Value_pb2 import FloatList, Int32List, Value
+    from feast.types import Array, Float32, Float64, Int64
+
+    store = toy_store(tmp_path / "toy", server.connection_string, store_type=store_type)
+    kinds = FeatureView(name="kinds", entities=[store.get_entity("item")], ttl=TTL,
+                        source=store.get_feature_view("items").batch_source,
+                        schema=[FeastField(name="lat", dtype=Float32), FeastField(name="ids", dtype=Array(Int64)),
+                                FeastField(name="n", dtype=Int64), FeastField(name="x", dtype=Float64)])
+    store.apply([kinds])
+    _online_write(store, "kinds", "a", {"n": Value(int32_val=7), "x": Value(int64_val=3), "ids": Value(int32_list_val=Int32List(val=[1, 2]))})
+    _online_write(store, "kinds", "b", {"n": Value(double_val=5.0), "lat": Value(float_val=1.5)})
+    got = read(store, ["a", "b"], ["kinds:n", "kinds:x", "kinds:ids", "kinds:lat"]).to_dict()
+    assert got["n"] == [7, 5] and got["x"] == [3.0, None] and got["ids"] == [[1, 2], None] and got["lat"] == [None, 1.5]
+    if store_type == "redis":
+        return
+    _online_write(store, "kinds", "c", {"lat": Value(double_val=1.1), "ids": Value(float_list_val=FloatList(val=[1.0]))})
+    got = read(store, ["c"], ["kinds:lat", "kinds:ids"]).to_dict()
+    assert got["lat"] == [pytest.approx(1.1)] and got["ids"] == [[1]]
+    with pytest.raises(ValueError, match="feature 'n' is declared as int64: a double_val value 2.5 does not fit it"):
+        _online_write(store, "kinds", "d", {"n": Value(double_val=2.5)})
+    with pytest.raises(ValueError, match="feature 'n' is declared as int64: a string_val value 'x' does not fit it"):
+        _online_write(store, "kinds", "d", {"n": Value(string_val="x")})
