@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from feast import Entity, FeatureView, RepoConfig, utils
+from feast.infra.online_stores.helpers import compute_versioned_name
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore as FeastRedisOnlineStore
 from feast.infra.online_stores.redis import RedisType
@@ -242,15 +243,23 @@ def view_ttl_seconds(table: FeatureView) -> float:
     return ttl.total_seconds() if ttl else 0.0
 
 
+def stored_name(config: RepoConfig, table: FeatureView) -> str:
+    """The view's name in its keys: Feast's versioned name, ``<view>_v<N>``, when the registry
+    enables online feature-view versioning (``registry: enable_online_feature_view_versioning``)
+    and the view, or the request's projection, carries version ``N`` > 0; else the view's name.
+    Each version's rows live in their own hashes, as in Feast's own store."""
+    return compute_versioned_name(table, config.registry.enable_online_feature_view_versioning)
+
+
 class _ViewCodecs:
     """Per feature view: how each feature's value is encoded and decoded, its TTL, and its keys."""
 
-    def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX):
+    def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX, name: str | None = None):
         self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
         self.ttl_seconds = view_ttl_seconds(table)
         self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
         self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
-        self.prefix, self.view = prefix, table.name
+        self.prefix, self.view = prefix, name or table.name
         self._types: dict[tuple[str, ...], str] = {}  # join keys -> entity type
 
     def fields_args(self, values: dict[str, ValueProto], args: list) -> list:
@@ -423,8 +432,10 @@ class RedisHashOnlineStore(OnlineStore):
             batch = pa.Table.from_batches([batch])
         cfg: RedisHashOnlineStoreConfig = config.online_store
         now_us = _us_of(utils._utc_now())
-        commands = arrow_rows.write_commands(table, batch, cfg.key_prefix, now_us, self.life_ms(cfg, table),
-                                             cfg.write_batch_size)
+        commands = None
+        if stored_name(config, table) == table.name:  # the Arrow path keys rows by the view's name
+            commands = arrow_rows.write_commands(table, batch, cfg.key_prefix, now_us, self.life_ms(cfg, table),
+                                                 cfg.write_batch_size)
         if commands is None:
             join_keys = {e.name: e.dtype.to_value_type() for e in table.entity_columns}
             self.online_write_batch(config, table, utils._convert_arrow_to_proto(batch, table, join_keys), None)
@@ -444,7 +455,7 @@ class RedisHashOnlineStore(OnlineStore):
 
     def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
         cfg: RedisHashOnlineStoreConfig = config.online_store
-        codecs = _ViewCodecs(table, cfg.key_prefix)
+        codecs = _ViewCodecs(table, cfg.key_prefix, stored_name(config, table))
         now_us = _us_of(utils._utc_now())
         now_ms = now_us // 1000
         life_ms = self.life_ms(cfg, table)
@@ -578,10 +589,10 @@ class RedisHashOnlineStore(OnlineStore):
         requested_features: list[str] | None = None,
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         requested = requested_features or [f.name for f in table.features]
-        prefix = config.online_store.key_prefix
+        prefix, name = config.online_store.key_prefix, stored_name(config, table)
         pipe = self.client(config).pipeline(transaction=False)
         for ek in entity_keys:
-            pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
+            pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
         rows, _, _ = self._rows(table, requested, pipe.execute(), contract.to_us(utils._utc_now()))
         return rows
 
@@ -593,11 +604,11 @@ class RedisHashOnlineStore(OnlineStore):
         requested_features: list[str] | None = None,
     ) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         requested = requested_features or [f.name for f in table.features]
-        prefix = config.online_store.key_prefix
+        prefix, name = config.online_store.key_prefix, stored_name(config, table)
         client = await self.client_async(config)
         async with client.pipeline(transaction=False) as pipe:
             for ek in entity_keys:
-                pipe.hmget(key_of(prefix, ek, table.name), [contract.EVENT_TS, *requested])
+                pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
             results = await pipe.execute()
         rows, _, _ = self._rows(table, requested, results, contract.to_us(utils._utc_now()))
         return rows
@@ -607,7 +618,8 @@ class RedisHashOnlineStore(OnlineStore):
         work = []
         for table, requested in grouped_refs:
             values, idxs, output_len = utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
-            keys = [key_of(prefix, ek, table.name) for ek in utils._get_entity_key_protos(values)]
+            name = stored_name(config, table)
+            keys = [key_of(prefix, ek, name) for ek in utils._get_entity_key_protos(values)]
             work.append((table, list(requested), keys, idxs, output_len))
         return work
 
@@ -692,7 +704,8 @@ class RedisHashOnlineStore(OnlineStore):
             _ViewCodecs(table)
         self.claim_prefix(config)
         for table in tables_to_delete:
-            self.delete_view(config, table.name)
+            for name in {table.name, stored_name(config, table)}:
+                self.delete_view(config, name)
 
     def prefix_owner(self, config: RepoConfig) -> str | None:
         """The Feast project that claimed this store's key prefix on this Redis, if any."""
@@ -717,7 +730,8 @@ class RedisHashOnlineStore(OnlineStore):
         if owner not in (None, config.project):
             raise errors.KeyPrefixOwnedError(config.online_store.key_prefix, owner, config.project)
         for table in tables:
-            self.delete_view(config, table.name)
+            for name in {table.name, stored_name(config, table)}:
+                self.delete_view(config, name)
         if owner == config.project:
             self.delete_view(config, None)
             self.client(config).hdel(contract.PREFIX_OWNERS_KEY, config.online_store.key_prefix)

@@ -432,3 +432,37 @@ def test_values_of_another_kind_are_converted_to_the_declared_type(tmp_path: Pat
         _online_write(store, "kinds", "d", {"n": Value(double_val=2.5)})
     with pytest.raises(ValueError, match="feature 'n' is declared as int64: a string_val value 'x' does not fit it"):
         _online_write(store, "kinds", "d", {"n": Value(string_val="x")})
+
+
+@pytest.mark.parametrize("store_type", ["featurelib.online_store.RedisHashOnlineStore", "redis"])
+def test_each_version_of_a_view_has_its_own_rows(tmp_path: Path, server: RedisServer, store_type: str) -> None:
+    """With ``enable_online_feature_view_versioning``, version 2 does not read version 1's rows,
+    writing one leaves the other, and deleting version 1 leaves version 2, as in Feast's store."""
+    import copy
+
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    store = toy_store(tmp_path / "toy", server.connection_string, store_type=store_type, versioning=True)
+    online = store._get_provider().online_store
+    v1, v2 = copy.copy(store.get_feature_view("items")), copy.copy(store.get_feature_view("items"))
+    v1.current_version_number, v2.current_version_number = 1, 2
+    key = EntityKey(join_keys=["item_id"], entity_values=[Value(string_val="a")])
+
+    def write(view, n: int) -> None:
+        online.online_write_batch(store.config, view, [(key, {"n": Value(int64_val=n)}, now(), now())], None)
+
+    def n_of(view):
+        (_, values), = online.online_read(store.config, view, [key], ["n"])
+        value = (values or {}).get("n")
+        return value.int64_val if value is not None and value.WhichOneof("val") else None
+
+    write(v1, 10)
+    assert (n_of(v1), n_of(v2)) == (10, None)
+    write(v2, 20)
+    assert (n_of(v1), n_of(v2)) == (10, 20)
+    online.update(store.config, tables_to_delete=[v1], tables_to_keep=[v2], entities_to_delete=[], entities_to_keep=[],
+                  partial=False)
+    assert (n_of(v1), n_of(v2)) == (None, 20)
+    if store_type != "redis":
+        assert sorted(k for k in server.client().scan_iter("features:*")) == [b"features:item:a:items_v2"]

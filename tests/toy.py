@@ -38,7 +38,7 @@ def definitions(data_dir: Path) -> tuple[Entity, FeatureView, FeatureView]:
 
 def toy_store(path: Path, connection_string: str, *, redis_type: str = "redis", key_prefix: str = "features",
               store_type: str = "featurelib.online_store.RedisHashOnlineStore", extra: str = "",
-              project: str = "toy") -> FeatureStore:
+              project: str = "toy", versioning: bool = False) -> FeatureStore:
     """Write the configuration, apply the definitions, return the store."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "data").mkdir(exist_ok=True)
@@ -49,13 +49,17 @@ def toy_store(path: Path, connection_string: str, *, redis_type: str = "redis", 
         online.append(f"  redis_type: {redis_type}")
     if extra:
         online.append(extra)
-    (path / "feature_store.yaml").write_text(YAML.format(project=project, registry=path / "data" / "registry.db",
+    (path / "feature_store.yaml").write_text(YAML.format(project=project, registry=_registry(path / "data" / "registry.db", versioning),
                                                          store_type=store_type, online_extra="\n".join(online)))
     item, items, others = definitions(path / "data")
     rows(["a"], [now()]).to_parquet(path / "data" / "items.parquet")
     store = FeatureStore(repo_path=str(path))
     store.apply([item, items, others])
     return store
+
+
+def _registry(path: Path, versioning: bool) -> str:
+    return f"{{path: {path}, enable_online_feature_view_versioning: true}}" if versioning else str(path)
 
 
 def now() -> datetime:

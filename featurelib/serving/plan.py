@@ -211,7 +211,8 @@ class ReadPlan:
             return None
         for table, requested in grouped_refs:
             proj = table.projection
-            if proj.join_key_map or proj.name_alias or getattr(proj, "version_tag", None) is not None:
+            if (proj.join_key_map or proj.name_alias or getattr(proj, "version_tag", None) is not None
+                    or (getattr(table, "current_version_number", None) or 0) > 0):
                 return None
             types = {f.name: f.dtype.to_value_type() for f in table.features}
             if any(_decoder(types.get(f, ValueType.UNKNOWN)) is None for f in requested):
