@@ -126,18 +126,24 @@ def test_timestamp_forms_name_the_same_instant(pit_repo: Path, form: str) -> Non
 
 
 def test_naive_timestamps_are_utc_whatever_the_machine_time_zone(pit_repo: Path) -> None:
+    """One process started in Asia/Kolkata (UTC+5:30), then moved to America/Los_Angeles with tzset
+    (the offsets printed are those of the looked-up instant, in November)."""
     script = f"""
-import json, pandas as pd
+import json, os, time, pandas as pd
 from feast import FeatureStore
 fs = FeatureStore(repo_path={str(pit_repo)!r})
 t = pd.Timestamp({T * 1000}, tz="UTC").tz_convert(None)
 df = pd.DataFrame({{"card_id": ["card_a", "card_a"], "event_timestamp": [t, t - pd.Timedelta(microseconds=1)], "i": [0, 1]}})
-out = fs.get_historical_features(entity_df=df, features=["transaction_stats_5m:txn_count_5m"]).to_df().sort_values("i")
-print(json.dumps(out["txn_count_5m"].tolist()))
+seen = {{}}
+for tz in ("Asia/Kolkata", "America/Los_Angeles"):
+    os.environ["TZ"] = tz
+    time.tzset()
+    out = fs.get_historical_features(entity_df=df, features=["transaction_stats_5m:txn_count_5m"]).to_df().sort_values("i")
+    seen[tz] = [time.strftime("%z", time.localtime({T // 1_000_000})), out["txn_count_5m"].tolist()]
+print(json.dumps(seen))
 """
-    for tz in ("Asia/Kolkata", "America/Los_Angeles"):
-        out = run([sys.executable, "-c", script], pit_repo, env={"TZ": tz}).stdout.strip().splitlines()[-1]
-        assert json.loads(out) == [1, 0], tz
+    out = run([sys.executable, "-c", script], pit_repo, env={"TZ": "Asia/Kolkata"}).stdout.strip().splitlines()[-1]
+    assert json.loads(out) == {"Asia/Kolkata": ["+0530", [1, 0]], "America/Los_Angeles": ["-0800", [1, 0]]}
 
 
 def test_nanosecond_instants_are_read_at_their_microsecond(pit_repo: Path) -> None:

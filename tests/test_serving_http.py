@@ -2,7 +2,8 @@
 careless client sends answered with a 4xx naming the field (or a 503 when Redis is gone).
 
 Each row of the bad-request list of the serving issue has a test here. Servers run as
-subprocesses (two gunicorn workers) against private redis-servers.
+subprocesses against private redis-servers: two gunicorn workers (the default) for the shared server,
+one where a test needs only one.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def test_writes_are_off_by_default(server: str) -> None:
 
 def test_writes_need_the_token_when_allowed(feature_repo: Repo) -> None:
     token = "s3cret-token"
-    with http_server(serve_command("--allow-writes"), feature_repo.path, {"FEATURE_SERVER_WRITE_TOKEN": token}) as url:
+    with http_server(serve_command("--allow-writes", "--workers", "1"), feature_repo.path, {"FEATURE_SERVER_WRITE_TOKEN": token}) as url:
         body = {"feature_view_name": "no_such_view", "df": {"card_id": ["c"]}}
         assert httpx.post(f"{url}/write-to-online-store", json=body).status_code == 401
         wrong = httpx.post(f"{url}/write-to-online-store", json=body, headers={"Authorization": "Bearer nope"})
@@ -236,7 +237,7 @@ def own_redis_server(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
     env = {"REDIS_CONNECTION_STRING": redis.connection_string}
     try:
         feast_cli(repo, "apply", env=env)
-        with http_server(serve_command("--deadline-ms", "800", "--redis-timeout-ms", "300"), repo, env) as url:
+        with http_server(serve_command("--deadline-ms", "800", "--redis-timeout-ms", "300", "--workers", "1"), repo, env) as url:
             yield url, redis
     finally:
         if redis.process is not None and redis.process.poll() is None:
@@ -272,7 +273,7 @@ def test_a_redis_refusing_the_password_is_a_503(tmp_path: Path) -> None:
     with RedisServer(extra_args=("--requirepass", "right-password")) as redis:
         good = {"REDIS_CONNECTION_STRING": redis.connection_string, "REDIS_PASSWORD": "right-password"}
         feast_cli(repo, "apply", env=good)
-        with http_server(serve_command(), repo, {**good, "REDIS_PASSWORD": "wrong-password"}) as url:
+        with http_server(serve_command("--workers", "1"), repo, {**good, "REDIS_PASSWORD": "wrong-password"}) as url:
             response = post(url, SEED)
             assert response.status_code == 503, response.text
             ready = httpx.get(f"{url}/ready")
