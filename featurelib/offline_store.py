@@ -43,9 +43,10 @@ class ParquetOfflineStore(DuckDBOfflineStore):
         original = None
         if isinstance(entity_df, pd.DataFrame):
             column = _timestamp_column(entity_df)
-            if column is not None and _has_sub_microseconds(entity_df[column]):
-                original = entity_df[column]
-                entity_df = entity_df.assign(**{column: _floor_us(original), ROW: range(len(entity_df))})
+            instants = _as_utc(entity_df[column]) if column is not None else None
+            if instants is not None and _has_sub_microseconds(instants):
+                original = instants
+                entity_df = entity_df.assign(**{column: instants.dt.floor("us"), ROW: range(len(entity_df))})
         job = DuckDBOfflineStore.get_historical_features(
             config, feature_views, feature_refs, entity_df, registry, project,
             full_feature_names=full_feature_names, filter_by_created_timestamp=filter_by_created_timestamp)
@@ -61,20 +62,16 @@ def _timestamp_column(entity_df: pd.DataFrame) -> str | None:
 
 
 def _as_utc(values: pd.Series) -> pd.Series:
+    """Timestamps given as strings parsed (as UTC when they carry no zone, as Feast does); others as given."""
     if pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values):
         return pd.to_datetime(values, utc=True)
     return values
 
 
 def _has_sub_microseconds(values: pd.Series) -> bool:
-    values = _as_utc(values)
     if not pd.api.types.is_datetime64_any_dtype(values):
         return False
     return bool((values.dropna().dt.nanosecond != 0).any())
-
-
-def _floor_us(values: pd.Series) -> pd.Series:
-    return _as_utc(values).dt.floor("us")
 
 
 class CallerTimestampsJob(RetrievalJob):
@@ -82,7 +79,7 @@ class CallerTimestampsJob(RetrievalJob):
 
     def __init__(self, job: RetrievalJob, original: pd.Series):
         self._job = job
-        self._original = _as_utc(original).reset_index(drop=True)
+        self._original = original.reset_index(drop=True)
         self._column = str(original.name)
 
     @property
