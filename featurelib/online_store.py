@@ -703,7 +703,11 @@ class RedisHashOnlineStore(OnlineStore):
         for table in tables_to_keep:  # fail at `feast apply`, not at the first write
             _ViewCodecs(table)
         self.claim_prefix(config)
-        for table in tables_to_delete:
+        self._delete_views(config, tables_to_delete)
+
+    def _delete_views(self, config: RepoConfig, tables: Sequence[FeatureView]) -> None:
+        """Delete the hashes of ``tables``, under their plain and their versioned names."""
+        for table in tables:
             for name in {table.name, stored_name(config, table)}:
                 self.delete_view(config, name)
 
@@ -724,17 +728,17 @@ class RedisHashOnlineStore(OnlineStore):
             raise errors.KeyPrefixOwnedError(prefix, owner, config.project)
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
-        """Delete the project's rows: every hash under its key prefix (Feast does not pass push and
-        stream views here), then release the prefix. Refused when another project owns it."""
+        """Delete the project's rows: every hash under its key prefix (Feast passes only some of
+        its views here), then release the prefix; with no claim recorded (a prefix applied before
+        claims existed), the hashes of ``tables``. Refused when another project owns the prefix."""
         owner = self.prefix_owner(config)
-        if owner not in (None, config.project):
-            raise errors.KeyPrefixOwnedError(config.online_store.key_prefix, owner, config.project)
-        for table in tables:
-            for name in {table.name, stored_name(config, table)}:
-                self.delete_view(config, name)
-        if owner == config.project:
+        if owner is None:
+            self._delete_views(config, tables)
+        elif owner == config.project:
             self.delete_view(config, None)
             self.client(config).hdel(contract.PREFIX_OWNERS_KEY, config.online_store.key_prefix)
+        else:
+            raise errors.KeyPrefixOwnedError(config.online_store.key_prefix, owner, config.project)
 
     async def close(self) -> None:
         if self._client_async is not None:
