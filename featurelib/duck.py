@@ -12,10 +12,15 @@ import duckdb
 import pyarrow as pa
 
 
+def literal(path: Path | str) -> str:
+    """A path as an SQL string literal: ``'path'``, quotes doubled."""
+    text = path.as_posix() if isinstance(path, Path) else str(path)
+    return "'" + text.replace("'", "''") + "'"
+
+
 def parquet(path: Path | str) -> str:
     """``read_parquet('path')`` with the path quoted as an SQL string literal."""
-    text = path.as_posix() if isinstance(path, Path) else str(path)
-    return "read_parquet('" + text.replace("'", "''") + "')"
+    return f"read_parquet({literal(path)})"
 
 
 def rows(sql: str, params: list[Any] | None = None) -> list[tuple]:

@@ -14,7 +14,7 @@ A file that is not readable Parquet, or whose columns have the wrong types, is a
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurelib import duck
 from featurelib.errors import UnreadableFileError
 from featurelib.raw_events import ID_FIELD, RAW, problems
 from featurelib.timeutil import now_us
@@ -70,7 +71,6 @@ class RawEvents:
     kind: str
     files: list[Path]
     invalid: pa.Table
-    _repeats: bool | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def scan(cls, raw_dir: Path, kind: str, clock_us: int | None = None) -> RawEvents:
@@ -110,9 +110,9 @@ class RawEvents:
         file (in path order: for landed stream partitions, the order of arrival) at its first
         row, as the stream processor keeps the first to arrive. Run it on ``connect()``, which
         knows the invalid rows."""
-        paths = ", ".join("'" + p.as_posix().replace("'", "''") + "'" for p in self.files)
+        paths = ", ".join(duck.literal(p) for p in self.files)
         cols = ", ".join(columns)
-        dedupe = len(self.files) > 1 or self.invalid.num_rows > 0 or self.repeats_ids()
+        dedupe = len(self.files) > 1 or self.invalid.num_rows > 0 or self._one_file_repeats_ids
         scan = f"read_parquet([{paths}], union_by_name = true{', filename = true, file_row_number = true' if dedupe else ''})"
         source = f"(SELECT * FROM {scan} ANTI JOIN _invalid USING (filename, file_row_number))" if self.invalid.num_rows else scan
         filtered = f"{source} WHERE {where}" if where else source
@@ -121,18 +121,14 @@ class RawEvents:
                     f"(PARTITION BY {ID_FIELD[self.kind]} ORDER BY filename, file_row_number) = 1")
         return f"SELECT {cols} FROM {filtered}"
 
-    def repeats_ids(self) -> bool:
-        """Whether one file holds an event id more than once (checked once, for a single file;
-        several files are de-duplicated anyway)."""
-        if self._repeats is None:
-            if len(self.files) != 1:
-                self._repeats = len(self.files) > 1
-            else:
-                path = "'" + self.files[0].as_posix().replace("'", "''") + "'"
-                with duckdb.connect() as con:
-                    self._repeats = bool(con.execute(
-                        f"SELECT count(*) <> count(DISTINCT {ID_FIELD[self.kind]}) FROM read_parquet({path})").fetchone()[0])
-        return self._repeats
+    @functools.cached_property
+    def _one_file_repeats_ids(self) -> bool:
+        """Whether the only raw file holds an event id more than once (asked once; several files
+        are de-duplicated whatever they hold)."""
+        if len(self.files) != 1:
+            return False
+        (repeats,) = duck.one(f"SELECT count(*) <> count(DISTINCT {ID_FIELD[self.kind]}) FROM {duck.parquet(self.files[0])}")
+        return bool(repeats)
 
     def connect(self, threads: int | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection on which ``relation`` runs."""
