@@ -47,8 +47,9 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
 
 RESTORE_COMMAND = "python feature_utils.py restore-online"
-GENERATE_COMMANDS = "`python -m featurelib.generate` then `python -m featurelib.batch`"
 """What rebuilds an online store that lost keys (``featurelib.restore``)."""
+GENERATE_COMMANDS = "`python -m featurelib.generate` then `python -m featurelib.batch`"
+"""What makes feature data on a repository that has none (besides ``make demo``)."""
 COVERAGE_SAMPLE = 1000
 """Entities per feature view whose keys the coverage check looks up."""
 COVERAGE_FAIL_BELOW = 0.99
