@@ -11,6 +11,7 @@ generated data set, applied and materialized with Feast's own CLI (in-process).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,34 @@ def feast_cli(repo: Path, *args: str, env: dict | None = None) -> CliResult:
         raise AssertionError(f"feast {' '.join(args)} exited {result.exit_code}: {detail}\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+"""A fenced code block of Markdown: its language and its body."""
+
+
+def blocks(path: Path, language: str) -> list[str]:
+    """The bodies of the ``language`` code blocks of a Markdown file, in order."""
+    return [body for lang, body in FENCE.findall(path.read_text()) if lang == language]
+
+
+def run_example(code: str, repo: Path) -> CliResult:
+    """A Python example run as a script in ``repo`` would be (its directory current, its definition
+    files importable), in-process: exit code 1 with the traceback on stderr when it raises."""
+    import contextlib
+    import io
+    import traceback
+
+    from featurelib.validation import _inside_repo
+
+    out, err, code_ = io.StringIO(), io.StringIO(), 0
+    with _inside_repo(repo), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            exec(compile(code, "<example>", "exec"), {"__name__": "__main__"})
+        except Exception:
+            traceback.print_exc()
+            code_ = 1
+    return CliResult(code_, out.getvalue(), err.getvalue())
 
 
 def copy_repo(dest: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,10 +38,9 @@ from featurelib.model_registry import (  # MLflow through it: imported after its
 from featurelib.repo import load_store
 from featurelib.spec import service_spec
 from featurelib.training import training_frame, transaction_labels
-from tests.conftest import ROOT, Repo, copy_repo, feast_cli
+from tests.conftest import ROOT, Repo, blocks, copy_repo, feast_cli, run_example
 
 SERVICE = "fraud_detection"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
 @dataclass
@@ -207,18 +205,16 @@ def test_fit_logistic_refuses_a_single_label() -> None:
     assert model.predict_proba(rows)[0] < 0.5 < model.predict_proba(rows)[2]
 
 
-def test_the_training_doc_example_runs(trained: Trained, feature_repo: Repo, tracking_dir: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_training_doc_example_runs(trained: Trained, feature_repo: Repo, tracking_dir: Path, tmp_path: Path) -> None:
     """docs/TRAINING.md's MLflow example, as written, in a clone of the shared repository (applied in
     its own directory, its data linked) whose data/mlflow is this module's tracking store."""
-    (code,) = [body for lang, body in FENCE.findall((ROOT / "docs" / "TRAINING.md").read_text())
-               if "log_model_with_spec" in body]
+    (code,) = [body for body in blocks(ROOT / "docs" / "TRAINING.md", "python") if "log_model_with_spec" in body]
     repo = clone(feature_repo, tmp_path / "repo")
     (repo / "data" / "mlflow").symlink_to(tracking_dir, target_is_directory=True)
     before = {p.name for p in repo.iterdir()}
-    monkeypatch.chdir(repo)
-    exec(compile(code, "docs/TRAINING.md", "exec"), {"__name__": "__main__"})
-    out = capsys.readouterr().out
+    result = run_example(code, repo)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     assert f"{SERVICE}: definitions match the registry" in out and "txn_count_5m" in out
     assert {p.name for p in repo.iterdir()} == before  # no ./mlruns, no ./mlflow.db
     client = MlflowClient(trained.uri)

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from featurelib.redis_server import redis_server_binary
-from tests.conftest import ROOT, CliResult, Repo, feast_cli, make_repo, run, set_project
-
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+from tests.conftest import FENCE, ROOT, Repo, blocks, feast_cli, make_repo, run, run_example, set_project
 
 COVERED_ELSEWHERE = {
     "source .venv/bin/activate": "tests run inside the venv: its bin directory is first on PATH",
@@ -44,29 +42,6 @@ COVERED_ELSEWHERE = {
                                        "them through feast serve (its --until-idle form below runs here)",
 }
 EXPECTED_EXIT = {"python feature_utils.py validate-pit --entity-id test_card --entity-type card": 2}
-
-
-def run_example(code: str, repo: Path) -> CliResult:
-    """A Python example run as a script in ``repo`` would be (its directory current, its definition
-    files importable), in-process: exit code 1 with the traceback on stderr when it raises."""
-    import contextlib
-    import io
-    import traceback
-
-    from featurelib.validation import _inside_repo
-
-    out, err, code_ = io.StringIO(), io.StringIO(), 0
-    with _inside_repo(repo), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            exec(compile(code, "<example>", "exec"), {"__name__": "__main__"})
-        except Exception:
-            traceback.print_exc()
-            code_ = 1
-    return CliResult(code_, out.getvalue(), err.getvalue())
-
-
-def blocks(path: Path, language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(path.read_text()) if lang == language]
 
 
 def commands(block: str) -> list[str]:
