@@ -116,10 +116,11 @@ def _micros(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def supports(view: FeatureView, schema: pa.Schema) -> bool:
-    """Whether ``schema`` has every feature of ``view`` (of a type the contract encodes) and
-    integer or string join keys."""
+    """Whether ``schema`` has every feature of ``view`` (of a type the contract encodes as a scalar or
+    a list of scalars: composite values go through Feast's rows) and integer or string join keys."""
     for field in view.features:
-        if field.name not in schema.names or field.dtype.to_value_type() not in contract.CODECS:
+        codec = contract.CODECS.get(field.dtype.to_value_type())
+        if field.name not in schema.names or codec is None or codec.composite:
             return False
     return all(e.name in schema.names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
 

@@ -28,7 +28,10 @@ Bool                   ``true`` or ``false``
 String                 the UTF-8 text itself
 Bytes                  the bytes themselves
 UnixTimestamp          integer microseconds since the epoch
-Array(...)             a JSON array of the element encoding (numbers, strings, booleans)
+Uuid, Decimal, Json    the text itself (``Json``: valid JSON, stored as written)
+Array(...) of scalars  a JSON array of the element encoding (numbers, strings, booleans)
+anything else          one JSON document (maps, structs, sets, lists of bytes or timestamps,
+                       ...): ``featurelib/json_values.py``
 =====================  =================================================================
 
 A null is an absent field. A write replaces the whole row, atomically, and only if its
@@ -52,7 +55,10 @@ from pathlib import Path
 from typing import Any
 
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import feast_value_type_to_python_type
 from feast.value_type import ValueType
+
+from featurelib import json_values
 
 DEFAULT_PREFIX = "features"
 PREFIX_OWNERS_KEY = "featurelib:key-prefix-owners"
@@ -231,16 +237,20 @@ class Codec:
     to_text: Callable[[Any], str]
     from_text: Callable[[str], Any]
     binary: bool = False
+    composite: bool = False  # a JSON document (``JsonCodec``), not a scalar or a list of scalars
 
-    def encode_proto(self, proto: ValueProto) -> str | bytes | None:
-        if proto.WhichOneof("val") != self.field:
-            return None
-        value = getattr(proto, self.field)
+    def field_text(self, value: Any) -> str | bytes | None:
+        """The text of a proto's ``self.field`` content (``getattr(proto, self.field)``)."""
         if self.field.endswith("_list_val"):
             return self.to_text(list(value.val))
         if self.field == "unix_timestamp_val":
             return str(int(value) * 1_000_000)
         return value if self.binary else self.to_text(value)
+
+    def encode_proto(self, proto: ValueProto) -> str | bytes | None:
+        if proto.WhichOneof("val") != self.field:
+            return None
+        return self.field_text(getattr(proto, self.field))
 
     def decoder(self) -> Callable[[bytes], ValueProto]:
         """``decode_proto`` specialized to this type: the read path's per-value step."""
@@ -270,6 +280,35 @@ class Codec:
         return proto
 
 
+@dataclass(frozen=True)
+class JsonCodec(Codec):
+    """A composite type (map, struct, set, list of bytes, ...): one JSON document
+    (``featurelib/json_values.py``). ``from_text`` gives the Python value Feast's reads give."""
+
+    composite: bool = True
+
+    def field_text(self, value: Any) -> str:
+        return self.to_text(value)
+
+    def decode_proto(self, raw: bytes) -> ValueProto:
+        return json_values.from_json(self.value_type, json.loads(raw))
+
+    def decoder(self) -> Callable[[bytes], ValueProto]:
+        return self.decode_proto
+
+
+def _json_codec(value_type: ValueType, field: str) -> JsonCodec:
+    def from_text(text: str) -> Any:
+        return feast_value_type_to_python_type(json_values.from_json(value_type, json.loads(text)))
+
+    return JsonCodec(value_type, field, lambda value: json_values.dumps(json_values.to_json(field, value)), from_text)
+
+
+def _json_text(text: str) -> str:
+    json.loads(text)  # a ``Json`` feature holds valid JSON text, stored as written
+    return text
+
+
 def _list_codec(value_type: ValueType, field: str, item_to_json: Callable[[Any], Any], parse_item: Callable[[Any], Any]) -> Codec:
     return Codec(value_type, field, lambda items: json.dumps([item_to_json(i) for i in items], separators=(",", ":")),
                  _json_list(parse_item))
@@ -294,25 +333,29 @@ CODECS: dict[ValueType, Codec] = {
     ValueType.DOUBLE_LIST: _list_codec(ValueType.DOUBLE_LIST, "double_list_val", _float_item, _json_float),
     ValueType.BOOL_LIST: _list_codec(ValueType.BOOL_LIST, "bool_list_val", bool, _json_bool),
     ValueType.STRING_LIST: _list_codec(ValueType.STRING_LIST, "string_list_val", str, _json_str),
+    ValueType.PDF_BYTES: Codec(ValueType.PDF_BYTES, "bytes_val", bytes, bytes, binary=True),
+    ValueType.IMAGE_BYTES: Codec(ValueType.IMAGE_BYTES, "bytes_val", bytes, bytes, binary=True),
+    ValueType.JSON: Codec(ValueType.JSON, "json_val", str, _json_text),
+    ValueType.UUID: Codec(ValueType.UUID, "uuid_val", str, str),
+    ValueType.TIME_UUID: Codec(ValueType.TIME_UUID, "time_uuid_val", str, str),
+    ValueType.DECIMAL: Codec(ValueType.DECIMAL, "decimal_val", str, str),
 }
+"""Codecs whose text is the value itself or a JSON array of scalars; ``COMPOSITE_TYPES`` adds the rest."""
+
+COMPOSITE_TYPES = (
+    ValueType.MAP, ValueType.MAP_LIST, ValueType.STRUCT, ValueType.STRUCT_LIST, ValueType.JSON_LIST,
+    ValueType.BYTES_LIST, ValueType.UNIX_TIMESTAMP_LIST, ValueType.UUID_LIST, ValueType.TIME_UUID_LIST,
+    ValueType.DECIMAL_LIST, ValueType.VALUE_LIST, ValueType.VALUE_SET, ValueType.SCALAR_MAP, ValueType.ZONED_TIMESTAMP,
+    *(t for t in ValueType if t.name.endswith("_SET") and t != ValueType.VALUE_SET),
+)
+CODECS.update({t: _json_codec(t, "list_val" if t == ValueType.VALUE_LIST else "set_val" if t == ValueType.VALUE_SET
+                              else t.name.lower() + "_val") for t in COMPOSITE_TYPES})
 
 
 def codec(value_type: ValueType) -> Codec:
     if value_type not in CODECS:
         raise ValueError(f"the stream contract has no encoding for {value_type.name}")
     return CODECS[value_type]
-
-
-def encode_python(value_type: ValueType, value: Any) -> str | bytes | None:
-    """The contract's text for a Python value (``None`` for null)."""
-    if value is None or (isinstance(value, float) and math.isnan(value) and value_type not in (ValueType.DOUBLE, ValueType.FLOAT)):
-        return None
-    c = codec(value_type)
-    if c.binary:
-        return bytes(value)
-    if value_type.name.endswith("_LIST"):
-        return c.to_text(list(value))
-    return c.to_text(value)
 
 
 def decode_python(value_type: ValueType, raw: bytes | str) -> Any:

@@ -59,13 +59,12 @@ from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
 from redis.exceptions import NoScriptError
 
-from featurelib import arrow_rows, contract, errors, feast_compat
+from featurelib import arrow_rows, contract, errors, feast_compat, json_values
 
 DEFAULT_CONNECTION_STRING = "localhost:6379"
 CONNECTION_ENV = "REDIS_CONNECTION_STRING"
 _UNEXPANDED = re.compile(r"\$\{[^}]*\}")
 _NULL = ValueProto()
-_NAT_SECONDS = -(2**63)
 
 
 def connection_string_from_env() -> str:
@@ -221,8 +220,9 @@ def coerce(name: str, kind: str, value: Any, field: str) -> Any:
                      f"{value if not kind.endswith('_list_val') else list(value.val)!r} does not fit it")
 
 
-def _text_encoder(codec: contract.Codec) -> Callable[[Any], str | bytes | None]:
-    """value of the proto's oneof field -> contract text, None for null (the hot path of every write)."""
+def _text_encoder(codec: contract.Codec, name: str) -> Callable[[Any], str | bytes | None]:
+    """value of the proto's oneof field -> contract text, None for null (the hot path of every write);
+    a composite value JSON cannot hold raises ``ValueError`` naming the feature ``name``."""
     if codec.field in ("double_val", "float_val"):
         return repr  # shortest round-trip decimal; spells inf, -inf, nan as the contract does
     if codec.field in ("int64_val", "int32_val"):
@@ -232,8 +232,17 @@ def _text_encoder(codec: contract.Codec) -> Callable[[Any], str | bytes | None]:
     if codec.field == "string_val" or codec.binary:
         return lambda v: v
     if codec.field == "unix_timestamp_val":  # Feast turns a null (NaT) into -2**63 seconds
-        return lambda seconds: None if seconds == _NAT_SECONDS else str(int(seconds) * 1_000_000)
-    return lambda v: codec.to_text(list(v.val))  # lists
+        return lambda seconds: None if seconds == json_values.NULL_TIMESTAMP_SECONDS else str(int(seconds) * 1_000_000)
+    if not codec.composite:
+        return codec.field_text  # lists of scalars
+
+    def composite(value: Any) -> str | bytes | None:
+        try:
+            return codec.field_text(value)
+        except ValueError as exc:
+            raise ValueError(f"feature {name!r} ({codec.value_type.name}): {exc}") from None
+
+    return composite
 
 
 def view_ttl_seconds(table: FeatureView) -> float:
@@ -257,7 +266,7 @@ class _ViewCodecs:
     def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX, name: str | None = None):
         self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
         self.ttl_seconds = view_ttl_seconds(table)
-        self.encoders = [(name, c.field, _text_encoder(c)) for name, c in self.by_name.items()]
+        self.encoders = [(name, c.field, _text_encoder(c, name)) for name, c in self.by_name.items()]
         self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
         self.prefix, self.view = prefix, name or table.name
         self._types: dict[tuple[str, ...], str] = {}  # join keys -> entity type

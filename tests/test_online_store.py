@@ -466,3 +466,22 @@ def test_each_version_of_a_view_has_its_own_rows(tmp_path: Path, server: RedisSe
     assert (n_of(v1), n_of(v2)) == (None, 20)
     if store_type != "redis":
         assert sorted(k for k in server.client().scan_iter("features:*")) == [b"features:item:a:items_v2"]
+
+
+def test_a_map_member_json_cannot_type_back_is_refused_by_name(tmp_path: Path, server: RedisServer) -> None:
+    """A ``Map`` holding bytes fails the write naming the feature, and nothing of the row is
+    stored (docs/STREAM_CONTRACT.md: untyped members)."""
+    from feast import FeatureView
+    from feast import Field as FeastField
+    from feast.protos.feast.types.Value_pb2 import Map, Value
+    from feast.types import Map as MapType
+
+    store = toy_store(tmp_path / "toy", server.connection_string)
+    maps = FeatureView(name="maps", entities=[store.get_entity("item")], ttl=TTL,
+                       source=store.get_feature_view("items").batch_source, schema=[FeastField(name="attrs", dtype=MapType)])
+    store.apply([maps])
+    with pytest.raises(ValueError, match="feature 'attrs' \\(MAP\\): a bytes value inside a map"):
+        _online_write(store, "maps", "a", {"attrs": Value(map_val=Map(val={"raw": Value(bytes_val=b"x")}))})
+    assert not server.client().exists("features:item:a:maps")
+    _online_write(store, "maps", "a", {"attrs": Value(map_val=Map(val={"n": Value(int64_val=3)}))})
+    assert server.client().hget("features:item:a:maps", "attrs") == b'{"n":3}'

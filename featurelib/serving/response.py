@@ -31,7 +31,9 @@ from featurelib.serving.plan import ReadResult
 
 _STATUS_NAMES = {s: FieldStatus.Name(s) for s in FieldStatus.values()}
 _float_repr, _int_repr = float.__repr__, int.__repr__
-_FIELDS = {kind: c.field for kind, c in contract.CODECS.items() if kind != ValueType.UNIX_TIMESTAMP}
+_FIELDS = {kind: c.field for kind, c in contract.CODECS.items()  # types whose Python value is the proto field's
+           if not c.composite and kind not in (ValueType.UNIX_TIMESTAMP, ValueType.JSON, ValueType.UUID,
+                                               ValueType.TIME_UUID, ValueType.DECIMAL)}
 _NULL = ValueProto()
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
 _FLOAT_TYPES = (ValueType.DOUBLE, ValueType.FLOAT)
