@@ -77,3 +77,19 @@ def test_serving_benchmark_small(tmp_path: Path) -> None:
     assert ours["long_run"]["requests"] >= 200 and ours["long_run"]["non_2xx"] == 0
     assert "| SDK fraud_detection, 1 entity |" in (tmp_path / "serving.md").read_text()
     assert (tmp_path / "serving.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_historical_benchmark_small(tmp_path: Path) -> None:
+    """Training sets: every store answers every retrieval, and this store's rows and non-null
+    values match Feast's DuckDB store's."""
+    run([sys.executable, "bench/historical.py", "--sizes", "3000", "--cards", "200", "--days", "1",
+         "--out", str(tmp_path)], ROOT, timeout=600)
+    results = json.loads((tmp_path / "historical.json").read_text())
+    by = {(r["store"], r["scope"]): r for r in results}
+    assert len(by) == 6 and all("seconds" in r for r in results), results
+    for scope in ("view", "service"):
+        ours, feast = by[("this repository (ASOF)", scope)], by[("Feast duckdb", scope)]
+        assert ours["rows"] == feast["rows"] == 3000 and ours["non_null"] == feast["non_null"] > 0
+    assert (tmp_path / "historical.png").stat().st_size > 0
+    assert "| 3,000 | transaction_stats_5m | this repository (ASOF) |" in (tmp_path / "historical.md").read_text()

@@ -165,4 +165,4 @@ def test_nanosecond_instants_are_read_at_their_microsecond(pit_repo: Path) -> No
     table = job.to_arrow().sort_by("i")
     assert table.schema.field("event_timestamp").type == pa.timestamp("ns", tz="UTC")
     assert table.column("event_timestamp").to_pylist() == entity_df["event_timestamp"].tolist()
-    assert "__featurelib_entity_row" not in table.column_names
+    assert "__featurelib_row" not in table.column_names

@@ -137,7 +137,7 @@ def test_examples_use_time_zone_aware_timestamps() -> None:
 
 def test_training_doc_examples_run(readme_repo: Repo) -> None:
     examples = blocks(ROOT / "docs" / "TRAINING.md", "python")
-    assert len(examples) == 3
+    assert len(examples) == 4
     for code in examples:
         if "log_model_with_spec" in code:
             continue  # the MLflow example: tests/test_mlflow.py runs it with its own tracking store
