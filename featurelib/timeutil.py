@@ -59,14 +59,6 @@ def format_age(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
-def format_duration(us: int) -> str:
-    """A short human form of a duration given in microseconds: ``5m``, ``24h``, ``1.5s``."""
-    for unit, name in ((DAY, "d"), (HOUR, "h"), (MINUTE, "m"), (SECOND, "s")):
-        if us >= unit and us % unit == 0:
-            return f"{us // unit}{name}"
-    return f"{us / SECOND:g}s"
-
-
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 _UNITS = {"s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY}
 

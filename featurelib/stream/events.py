@@ -66,20 +66,6 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def encode_event(row: dict) -> dict[str, str]:
-    """Stream fields of one raw event (``event_timestamp`` as a datetime or integer µs)."""
-    fields = {}
-    for name, value in row.items():
-        if value is None:
-            continue
-        if name == "event_timestamp" and not isinstance(value, int):
-            value = int(pa.scalar(value, pa.timestamp("us", tz="UTC")).cast(pa.int64()).as_py())
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        fields[name] = str(value)
-    return fields
-
-
 def encode_table(table: pa.Table) -> list[dict[str, str]]:
     """Stream fields of every row of a raw event table, vectorized where it matters."""
     cols = {}
