@@ -1,14 +1,35 @@
-"""The library behind this Feast feature repository.
+"""The library behind this Feast feature repository. Modules, one job each:
 
-Modules, one job each:
+Time and the features' meaning
 
-* ``timeutil``   integer-microsecond UTC time;
-* ``semantics``  the exact definition of every stored feature (the single source of truth);
-* ``engine``     vectorized computation of feature rows from raw events;
-* ``generate``   seeded synthetic raw events;
-* ``batch``      raw Parquet -> feature Parquet for the offline store;
-* ``online_store`` the Redis online store plugin selected in ``feature_store.yaml``;
-* ``redis_server`` private ``redis-server`` processes (tests, demo fallback);
-* ``repo``       loading the feature store and its definitions;
-* ``validation``, ``pit``, ``docs``, ``training``: the library API behind ``feature_utils.py``.
+* ``timeutil``      integer-microsecond UTC time, parsing and formatting;
+* ``semantics``     the exact definition of every stored feature, and its brute-force reference;
+* ``engine``        the vectorized computation of feature rows from raw events (both pipelines);
+
+Raw events and the batch pipeline
+
+* ``raw_events``    the raw events' fields, types and ranges; ``raw_reader`` reads their Parquet;
+* ``generate``      seeded synthetic raw events (the demo, tests and benchmarks only);
+* ``batch``         raw Parquet -> one feature Parquet per view, for the offline store;
+* ``duck``          DuckDB queries over Parquet, each on its own connection;
+
+Feast plugins (named in ``feature_store.yaml``) and the stream contract
+
+* ``contract``      keys, value codecs, expiry and the write script's arguments: the one owner of
+  a row's form in Redis (``json_values``: the JSON text of composite values);
+* ``redis_writer``  the one writer of rows (script, pipelining, clusters, sync and async);
+* ``redis_connection`` redis-py clients from the online store's settings;
+* ``online_store``  the Redis online store; ``arrow_rows`` its column-wise write path;
+* ``offline_store`` Feast's DuckDB store with ``ASOF JOIN`` point-in-time joins (``asof_join``);
+* ``materialization`` ``feast materialize`` handing Arrow batches to the online store;
+* ``serving``       the compiled read path (provider) and the HTTP feature server;
+* ``stream``        the stream processor: Redis Streams in, contract rows out;
+* ``feast_compat``, ``fast_start``: fixes of Feast behaviour, and its faster start-up;
+
+Using the repository (the library behind ``feature_utils.py``)
+
+* ``repo``, ``paths``, ``errors``: loading the repository, where things live, one-line errors;
+* ``validation``, ``pit``, ``skew``, ``quality``, ``drift``, ``freshness``: checks and audits;
+* ``docs``, ``spec``, ``training``, ``model_registry``: documentation, specs, training sets, MLflow;
+* ``restore``, ``demo``, ``redis_server``: rebuilding the online store, ``make demo``, private Redis.
 """

@@ -96,7 +96,7 @@ def _ids(batch: pa.Table, join_keys: list[str]) -> list[str]:
         if column.null_count:
             raise ValueError(f"join key {name} has {column.null_count} null value(s)")
         texts = pc.cast(column, pa.string())
-        if pc.any(pc.match_substring_regex(texts, r"[%:+]")).as_py():
+        if pc.any(pc.match_substring_regex(texts, contract.ESCAPED.pattern)).as_py():
             parts.append([contract.escape(t) for t in texts.to_pylist()])
         else:
             parts.append(texts.to_pylist())
@@ -141,13 +141,10 @@ def write_commands(view: FeatureView, batch: pa.Table, prefix: str, now_us: int,
 def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int) -> list[tuple[str, list]]:
     source = view.batch_source
     event_us = _micros(batch.column(source.timestamp_field))
-    if life_ms:
-        expire_ms = event_us // 1000 + life_ms
-        live = expire_ms > now_us // 1000
-        if not live.all():
-            batch, event_us, expire_ms = batch.filter(pa.array(live)), event_us[live], expire_ms[live]
-    else:
-        expire_ms = np.zeros_like(event_us)
+    expire_ms = contract.expiry_ms(event_us, life_ms)
+    live = contract.is_live(expire_ms, now_us)
+    if not live.all():
+        batch, event_us, expire_ms = batch.filter(pa.array(live)), event_us[live], expire_ms[live]
     created = source.created_timestamp_column
     if created and created in batch.column_names:
         created_us = _micros(batch.column(created))
@@ -155,8 +152,7 @@ def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_m
     else:
         created_us = np.full_like(event_us, now_us)
     join_keys = [e.name for e in view.entity_columns]
-    head = f"{prefix}:{contract.entity_type(join_keys)}:"
-    tail = f":{view.name}"
+    head, tail = contract.key_head(prefix, join_keys), contract.key_tail(view.name)
     keys = [head + i + tail for i in _ids(batch, join_keys)]
     columns = [_texts(batch.column(f.name), f.dtype.to_value_type()) for f in view.features]
     return _commands(view, keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), columns)
@@ -166,16 +162,8 @@ def _commands(view: FeatureView, keys: list[str], event_us: list[int], created_u
               columns: list[list]) -> list[tuple[str, list]]:
     """The ``(key, args)`` of each row: timestamps, then the fields that are not null."""
     names = [f.name for f in view.features]
-    out: list[tuple[str, list]] = []
-    for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns):
-        args = [ev, cr, ex, 0]
-        for name, text in zip(names, texts):
-            if text is not None:
-                args.append(name)
-                args.append(text)
-        args[3] = (len(args) - 4) // 2
-        out.append((key, args))
-    return out
+    return [(key, contract.write_args(ev, cr, ex, zip(names, texts)))
+            for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns)]
 
 
 _PYTHON_TEXT = {  # the text ``_texts`` gives for the Arrow cell a Python value of this type converts to
@@ -198,11 +186,9 @@ def row_commands(view: FeatureView, rows: list[dict], prefix: str, now_us: int, 
     if None in types or len(join_keys) != 1:
         return None
     ts = view.batch_source.timestamp_field
-    if life_ms:
-        rows = [r for r in rows if r[ts] // 1000 + life_ms > now_us // 1000]
-    key = join_keys[0]
-    keys = [contract.hash_key(prefix, join_keys, [r[key]], view.name) for r in rows]
+    rows = [r for r in rows if contract.is_live(contract.expiry_ms(r[ts], life_ms), now_us)]
+    keys = contract.hash_keys(prefix, join_keys, [[r[join_keys[0]] for r in rows]], view.name)
     event_us = [r[ts] for r in rows]
-    expire_ms = [t // 1000 + life_ms for t in event_us] if life_ms else [0] * len(rows)
+    expire_ms = [contract.expiry_ms(t, life_ms) for t in event_us]
     columns = [[text(r[f.name]) for r in rows] for f, text in zip(view.features, types)]
     return _commands(view, keys, event_us, [now_us] * len(rows), expire_ms, columns)

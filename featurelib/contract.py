@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,7 +85,13 @@ WRITTEN, OLDER, REFUSED_FUTURE, REFUSED_INVALID = 1, 0, -1, -2
 _ESCAPES = (("%", "%25"), (":", "%3A"), ("+", "%2B"))
 
 
+ESCAPED = re.compile("[" + re.escape("".join(raw for raw, _ in _ESCAPES)) + "]")
+"""The characters ``escape`` encodes, as a regular expression (for vectorized checks)."""
+
+
 def escape(value: str) -> str:
+    if "%" not in value and ":" not in value and "+" not in value:
+        return value  # the common case, without three replaces
     for raw, encoded in _ESCAPES:
         value = value.replace(raw, encoded)
     return value
@@ -108,15 +114,25 @@ def entity_id(join_keys: Sequence[str], values: Sequence[Any]) -> str:
     return "+".join(escape(str(by_key[k])) for k in sorted(join_keys))
 
 
+def key_head(prefix: str, join_keys: Sequence[str]) -> str:
+    """What every key of an entity type starts with: ``{prefix}:{entity_type}:``. A key is
+    ``key_head + entity_id + key_tail``, however it is built (one row, a column, an Arrow batch)."""
+    return f"{prefix}:{entity_type(join_keys)}:"
+
+
+def key_tail(view: str) -> str:
+    return f":{view}"
+
+
 def hash_key(prefix: str, join_keys: Sequence[str], values: Sequence[Any], view: str) -> str:
-    return f"{prefix}:{entity_type(join_keys)}:{entity_id(join_keys, values)}:{view}"
+    return key_head(prefix, join_keys) + entity_id(join_keys, values) + key_tail(view)
 
 
 def hash_keys(prefix: str, join_keys: Sequence[str], columns: Sequence[Sequence[Any]], view: str) -> list[str]:
     """``hash_key`` of every row of ``columns`` (one column of values per join key, in the order of
     ``join_keys``); a single join key, the common case, without the per-row sorting."""
     if len(join_keys) == 1:
-        head, tail = f"{prefix}:{entity_type(join_keys)}:", f":{view}"
+        head, tail = key_head(prefix, join_keys), key_tail(view)
         return [head + escape(str(v)) + tail for v in columns[0]]
     return [hash_key(prefix, join_keys, values, view) for values in zip(*columns)]
 
@@ -385,22 +401,37 @@ def life_ms(ttl_seconds: float, grace_seconds: float) -> int:
     return int((ttl_seconds + grace_seconds) * 1000) if ttl_seconds else 0
 
 
+def expiry_ms(event_us: Any, life_ms: int) -> Any:
+    """When a row stamped ``event_us`` expires, ms since the epoch, for a hash that lives
+    ``life_ms`` after its event time; 0 when it never expires (``life_ms`` 0). ``event_us`` may be
+    an integer or a numpy array of them (one expiry per row)."""
+    return event_us // 1000 + life_ms if life_ms else event_us * 0
+
+
+def is_live(expire_ms: Any, now_us: int) -> Any:
+    """Whether a row expiring at ``expire_ms`` (0: never) is still alive at ``now_us``; writers
+    skip the others (Redis would drop them at once). Integers or numpy arrays."""
+    return (expire_ms == 0) | (expire_ms > now_us // 1000)
+
+
 def expire_at_ms(event_us: int, ttl_seconds: float, grace_seconds: float) -> int:
     """When a row's hash expires (ms since the epoch), or 0 when its view has no TTL."""
-    life = life_ms(ttl_seconds, grace_seconds)
-    return event_us // 1000 + life if life else 0
+    return expiry_ms(event_us, life_ms(ttl_seconds, grace_seconds))
 
 
 ROWS_PER_CALL = 64
 """Rows per script call when writing many (one call may carry several rows)."""
 
 
-def write_args(event_us: int, created_us: int, expire_ms: int, fields: Sequence[tuple[str, str | bytes]]) -> list:
-    """The script arguments of one row: event ts, created ts, expire-at, n, then n field/value pairs."""
-    args: list = [event_us, created_us, expire_ms, len(fields)]
+def write_args(event_us: int, created_us: int, expire_ms: int, fields: Iterable[tuple[str, str | bytes | None]]) -> list:
+    """The script arguments of one row: event ts, created ts, expire-at, n, then the n field/value
+    pairs whose value is not null (a null is an absent field). Every writer builds its rows here."""
+    args: list = [event_us, created_us, expire_ms, 0]
     for name, value in fields:
-        args.append(name)
-        args.append(value)
+        if value is not None:
+            args.append(name)
+            args.append(value)
+    args[3] = (len(args) - 4) // 2
     return args
 
 

@@ -26,12 +26,8 @@ import click
 import pandas as pd
 
 from featurelib import paths
-from featurelib.online_store import (
-    RedisHashOnlineStoreConfig,
-    connection_params,
-    connection_string_from_env,
-    make_client,
-)
+from featurelib.online_store import RedisHashOnlineStoreConfig
+from featurelib.redis_connection import connection_params, connection_string_from_env, make_client
 from featurelib.redis_server import RedisServer, ping
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}

@@ -5,7 +5,8 @@ as one Redis hash at ``features:{entity_type}:{entity_id}:{feature_view}`` with 
 feature names and text values, as ``featurelib.contract`` and ``docs/STREAM_CONTRACT.md``
 define, so stream jobs in any language write the very rows Feast serves.
 
-* Writes go through one Lua script per row (``contract.WRITE_SCRIPT``), pipelined: the
+* Writes go through one Lua script per row (``contract.WRITE_SCRIPT``), pipelined by the
+  contract's one writer (``featurelib.redis_writer``, which the stream processor uses too): the
   stored event timestamp (then created timestamp) is compared and the row replaced in one
   atomic step, so newer always wins, equal timestamps are idempotent, and racing writers
   cannot leave an older row behind. ``feast materialize`` hands the store Arrow batches
@@ -14,7 +15,7 @@ define, so stream jobs in any language write the very rows Feast serves.
   Redis server's clock, or not stamped with a number. Feast's writes (push, materialize,
   ``write_to_online_store``) apply every other row of the call, then raise
   ``errors.RowsRefusedError`` (HTTP 422 from ``feast serve``, one line and exit 2 from the
-  CLI); ``write_rows`` (the stream processor's path) returns the per-row results instead.
+  CLI); the stream processor takes the per-row results from the writer instead.
 * Reads fetch every view of a request in one pipelined round trip (``HMGET`` of the
   requested fields and ``_event_ts``). An entity without a hash is NOT_FOUND, and so is a
   row stamped more than ``contract.MAX_AHEAD_US`` ahead of the reader's clock; a row
@@ -38,9 +39,8 @@ every command, because the configuration names it).
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -49,7 +49,6 @@ import pyarrow as pa
 from feast import Entity, FeatureView, RepoConfig, utils
 from feast.infra.online_stores.helpers import compute_versioned_name
 from feast.infra.online_stores.online_store import OnlineStore
-from feast.infra.online_stores.redis import RedisOnlineStore as FeastRedisOnlineStore
 from feast.infra.online_stores.redis import RedisType
 from feast.infra.supported_async_methods import SupportedAsyncMethods
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
@@ -57,23 +56,13 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
-from redis.exceptions import NoScriptError
 
 from featurelib import arrow_rows, contract, errors, feast_compat, json_values
+from featurelib.redis_connection import client_options, connection_string_from_env, make_client, view_ttl_seconds
+from featurelib.redis_writer import RedisRowWriter, Refusals
 
-DEFAULT_CONNECTION_STRING = "localhost:6379"
-CONNECTION_ENV = "REDIS_CONNECTION_STRING"
-_UNEXPANDED = re.compile(r"\$\{[^}]*\}")
 _NULL = ValueProto()
-
-
-def connection_string_from_env() -> str:
-    """``REDIS_CONNECTION_STRING`` if set and non-empty, else ``localhost:6379``."""
-    return os.environ.get(CONNECTION_ENV, "").strip() or DEFAULT_CONNECTION_STRING
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+_UNEXPANDED = re.compile(r"\$\{[^}]*\}")
 
 
 class RedisHashOnlineStoreConfig(FeastConfigBaseModel):
@@ -101,60 +90,19 @@ class RedisHashOnlineStoreConfig(FeastConfigBaseModel):
     connect_timeout_seconds: float = 5.0
     """How long connecting to Redis may take."""
 
+    def life_ms(self, view: Any) -> int:
+        """How long a hash of ``view`` lives after its row's event time, ms (0: it never expires):
+        ``key_ttl_seconds`` when set, else the view's TTL plus ``ttl_grace_seconds``."""
+        if self.key_ttl_seconds:
+            return int(self.key_ttl_seconds) * 1000
+        return contract.life_ms(view_ttl_seconds(view), self.ttl_grace_seconds)
+
     @field_validator("connection_string", mode="before")
     @classmethod
     def _unexpanded_means_unset(cls, value: object) -> object:
         if isinstance(value, str) and (not value.strip() or _UNEXPANDED.search(value)):
             return connection_string_from_env()
         return value
-
-
-def connection_params(cfg: RedisHashOnlineStoreConfig) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Nodes and client keyword arguments, parsed as Feast's store parses them, with
-    ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` from the environment."""
-    nodes, params = FeastRedisOnlineStore._parse_connection_string(cfg.connection_string)
-    if "password" not in params and os.environ.get("REDIS_PASSWORD"):
-        params["password"] = os.environ["REDIS_PASSWORD"]
-    if _truthy(os.environ.get("REDIS_SSL")):
-        params["ssl"] = True
-    if os.environ.get("REDIS_SSL_CA_CERTS") and params.get("ssl"):
-        params.setdefault("ssl_ca_certs", os.environ["REDIS_SSL_CA_CERTS"])
-    return nodes, params
-
-
-def make_client(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False, **overrides: Any):
-    """A redis-py client (sync or asyncio) for the configured topology; ``overrides`` are client
-    keyword arguments (timeouts) on top of the connection string's."""
-    if asynchronous:
-        from redis import asyncio as redis_mod
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-        from redis.asyncio.sentinel import Sentinel
-    else:
-        import redis as redis_mod
-        from redis.cluster import ClusterNode, RedisCluster
-        from redis.sentinel import Sentinel
-    nodes, params = connection_params(cfg)
-    params.update(overrides)
-    if cfg.redis_type == RedisType.redis_cluster:
-        return RedisCluster(startup_nodes=[ClusterNode(n["host"], int(n["port"])) for n in nodes], **params)
-    if cfg.redis_type == RedisType.redis_sentinel:
-        sentinel = Sentinel([(n["host"], int(n["port"])) for n in nodes], **params)
-        return sentinel.master_for(cfg.sentinel_master)
-    return redis_mod.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
-
-
-def _timeouts(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False) -> dict[str, Any]:
-    """The store's client options: its timeouts, and one retry at once (a pooled connection that
-    Redis closed is replaced), so a read or write fails within two ``socket_timeout_seconds``
-    rather than redis-py's default of four attempts with backoff."""
-    from redis.backoff import NoBackoff
-
-    if asynchronous:
-        from redis.asyncio.retry import Retry
-    else:
-        from redis.retry import Retry
-    return {"socket_timeout": cfg.socket_timeout_seconds, "socket_connect_timeout": cfg.connect_timeout_seconds,
-            "retry": Retry(NoBackoff(), 1)}
 
 
 def _entity_text(value: ValueProto) -> str:
@@ -172,6 +120,11 @@ def key_of(prefix: str, entity_key: EntityKeyProto, view: str) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _US = timedelta(microseconds=1)
+
+
+def _now_us() -> int:
+    """The store's clock (Feast's), integer microseconds since the epoch."""
+    return _us_of(utils._utc_now())
 
 
 def _us_of(ts: datetime | None) -> int:
@@ -245,13 +198,6 @@ def _text_encoder(codec: contract.Codec, name: str) -> Callable[[Any], str | byt
     return composite
 
 
-def view_ttl_seconds(table: FeatureView) -> float:
-    """The view's TTL in seconds, 0 for none: also for an on-demand view written to the online
-    store (``write_to_online_store=True``), which has no TTL."""
-    ttl = getattr(table, "ttl", None)
-    return ttl.total_seconds() if ttl else 0.0
-
-
 def stored_name(config: RepoConfig, table: FeatureView) -> str:
     """The view's name in its keys: Feast's versioned name, ``<view>_v<N>``, when the registry
     enables online feature-view versioning (``registry: enable_online_feature_view_versioning``)
@@ -269,40 +215,35 @@ class _ViewCodecs:
         self.encoders = [(name, c.field, _text_encoder(c, name)) for name, c in self.by_name.items()]
         self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
         self.prefix, self.view = prefix, name or table.name
-        self._types: dict[tuple[str, ...], str] = {}  # join keys -> entity type
+        self._heads: dict[tuple[str, ...], str] = {}  # join keys -> contract.key_head
+        self._tail = contract.key_tail(self.view)
 
-    def fields_args(self, values: dict[str, ValueProto], args: list) -> list:
-        """Append the count and ``name, text`` pairs of the non-null features to ``args``."""
-        at = len(args)
-        args.append(0)
+    def row_args(self, values: dict[str, ValueProto], event_us: int, created_us: int, expire_ms: int) -> list:
+        """The script arguments of one row (``contract.write_args``) from Feast's values."""
+        return contract.write_args(event_us, created_us, expire_ms, self._texts(values))
+
+    def _texts(self, values: dict[str, ValueProto]) -> Iterator[tuple[str, str | bytes | None]]:
+        """``(name, text)`` of each feature in ``values``: of another proto kind than declared,
+        converted first (``coerce``); ``None`` for a null."""
         for name, field, encode in self.encoders:
             proto = values.get(name)
             if proto is None:
                 continue
             kind = proto.WhichOneof("val")
             if kind == field:
-                text = encode(getattr(proto, field))
-            elif kind is None:
-                continue  # null
-            else:
-                text = encode(coerce(name, kind, getattr(proto, kind), field))
-            if text is not None:
-                args.append(name)
-                args.append(text)
-        args[at] = (len(args) - at - 1) // 2
-        return args
+                yield name, encode(getattr(proto, field))
+            elif kind is not None:
+                yield name, encode(coerce(name, kind, getattr(proto, kind), field))
 
     def key(self, entity_key: EntityKeyProto) -> str:
-        if len(entity_key.join_keys) == 1:  # the common case, without the general machinery
-            text = _entity_text(entity_key.entity_values[0])
-            if "%" in text or ":" in text or "+" in text:
-                text = contract.escape(text)
-            join_keys = tuple(entity_key.join_keys)
-            kind = self._types.get(join_keys)
-            if kind is None:
-                kind = self._types[join_keys] = contract.entity_type(join_keys)
-            return f"{self.prefix}:{kind}:{text}:{self.view}"
-        return key_of(self.prefix, entity_key, self.view)
+        """``contract.key_head + escaped id + key_tail``; the head is kept per join keys."""
+        if len(entity_key.join_keys) != 1:
+            return key_of(self.prefix, entity_key, self.view)
+        join_keys = tuple(entity_key.join_keys)
+        head = self._heads.get(join_keys)
+        if head is None:
+            head = self._heads[join_keys] = contract.key_head(self.prefix, join_keys)
+        return head + contract.escape(_entity_text(entity_key.entity_values[0])) + self._tail
 
 
 def _read_codecs(table: FeatureView) -> _ViewCodecs:
@@ -314,32 +255,6 @@ def _read_codecs(table: FeatureView) -> _ViewCodecs:
     return codecs
 
 
-class _Refusals:
-    """The rows of one Feast write that the script refused (-1, -2), tallied chunk by chunk, so
-    the write can finish every chunk and then raise once."""
-
-    def __init__(self, view: str) -> None:
-        self.view = view
-        self.refused = 0
-        self.first: tuple[str, Any, int] | None = None  # key, event timestamp argument, result
-
-    def add(self, commands: Sequence[tuple[str, list]], results: Sequence[int]) -> None:
-        """Tally one chunk: ``results[i]`` is the script's result for ``commands[i]``."""
-        if not results or min(results) >= contract.OLDER:
-            return
-        for (key, args), result in zip(commands, results):
-            if result < contract.OLDER:
-                self.refused += 1
-                if self.first is None:
-                    self.first = (key, args[0], result)
-
-    def raise_if_any(self) -> None:
-        """``errors.RowsRefusedError`` naming the count and the first refused row, if any."""
-        if self.first is not None:
-            key, event_ts, result = self.first
-            raise errors.RowsRefusedError(self.view, self.refused, key, event_ts, result, contract.MAX_AHEAD_US)
-
-
 class RedisHashOnlineStore(OnlineStore):
     """Feature rows as plain Redis hashes that any stream job can write (see module docstring)."""
 
@@ -347,8 +262,7 @@ class RedisHashOnlineStore(OnlineStore):
         super().__init__()
         self._client: Any = None
         self._client_async: Any = None
-        self._sha: str | None = None
-        self._sha_async: str | None = None
+        self._writer = RedisRowWriter()
 
     @property
     def async_supported(self) -> SupportedAsyncMethods:
@@ -362,19 +276,14 @@ class RedisHashOnlineStore(OnlineStore):
     async def client_async(self, config: RepoConfig):
         if self._client_async is None:
             self._client_async = make_client(config.online_store, asynchronous=True,
-                                             **_timeouts(config.online_store, asynchronous=True))
+                                             **client_options(config.online_store, asynchronous=True))
         return self._client_async
 
     def _get_client(self, online_store_config: RedisHashOnlineStoreConfig):
         """Feast's name for it (used by ``featurelib.repo.redis_client``)."""
         if self._client is None:
-            self._client = make_client(online_store_config, **_timeouts(online_store_config))
+            self._client = make_client(online_store_config, **client_options(online_store_config))
         return self._client
-
-    def _script_sha(self, client) -> str:
-        if self._sha is None:
-            self._sha = client.script_load(contract.WRITE_SCRIPT)
-        return self._sha
 
     # ------------------------------------------------------------------ writes
 
@@ -388,9 +297,9 @@ class RedisHashOnlineStore(OnlineStore):
         """Write Feast's rows through the script; every valid row is applied, then
         ``errors.RowsRefusedError`` if the script refused any (stamped too far ahead)."""
         client = self.client(config)
-        refusals = _Refusals(table.name)
+        refusals = Refusals(table.name)
         for commands in self._write_commands(config, table, data):
-            refusals.add(commands, self._run_writes(client, commands))
+            refusals.add(commands, self._writer.write(client, commands))
             if progress:
                 progress(len(commands))
         refusals.raise_if_any()
@@ -403,34 +312,18 @@ class RedisHashOnlineStore(OnlineStore):
         progress: Callable[[int], Any] | None,
     ) -> None:
         """``online_write_batch`` on the asyncio client (same rows, same refusals)."""
-        if config.online_store.redis_type == RedisType.redis_cluster:  # see _run_writes_cluster
+        if config.online_store.redis_type == RedisType.redis_cluster:  # see redis_writer._write_cluster
             import asyncio
 
             await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
             return
         client = await self.client_async(config)
-        refusals = _Refusals(table.name)
+        refusals = Refusals(table.name)
         for commands in self._write_commands(config, table, data):
-            refusals.add(commands, await self._run_writes_async(client, commands))
+            refusals.add(commands, await self._writer.write_async(client, commands))
             if progress:
                 progress(len(commands))
         refusals.raise_if_any()
-
-    async def _run_writes_async(self, client, commands: list[tuple[str, list]]) -> list:
-        """``_run_writes`` on the asyncio client (not a cluster): one result per row."""
-        for attempt in (1, 2):
-            if self._sha_async is None:
-                self._sha_async = await client.script_load(contract.WRITE_SCRIPT)
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for keys, args in contract.script_calls(commands):
-                        pipe.evalsha(self._sha_async, len(keys), *keys, *args)
-                    return [result for reply in await pipe.execute() for result in reply]
-            except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
-                self._sha_async = None
-                if attempt == 2:
-                    raise
-        return []
 
     def online_write_arrow(self, config: RepoConfig, table: FeatureView, batch: pa.Table | pa.RecordBatch) -> None:
         """Write materialized rows straight from an Arrow batch (``featurelib.materialization``
@@ -440,105 +333,37 @@ class RedisHashOnlineStore(OnlineStore):
         if isinstance(batch, pa.RecordBatch):
             batch = pa.Table.from_batches([batch])
         cfg: RedisHashOnlineStoreConfig = config.online_store
-        now_us = _us_of(utils._utc_now())
         commands = None
         if stored_name(config, table) == table.name:  # the Arrow path keys rows by the view's name
-            commands = arrow_rows.write_commands(table, batch, cfg.key_prefix, now_us, self.life_ms(cfg, table),
+            commands = arrow_rows.write_commands(table, batch, cfg.key_prefix, _now_us(), cfg.life_ms(table),
                                                  cfg.write_batch_size)
         if commands is None:
             join_keys = {e.name: e.dtype.to_value_type() for e in table.entity_columns}
             self.online_write_batch(config, table, utils._convert_arrow_to_proto(batch, table, join_keys), None)
             return
         client = self.client(config)
-        refusals = _Refusals(table.name)
+        refusals = Refusals(table.name)
         for chunk in commands:
-            refusals.add(chunk, self._run_writes(client, chunk))
+            refusals.add(chunk, self._writer.write(client, chunk))
         refusals.raise_if_any()
-
-    @staticmethod
-    def life_ms(cfg: RedisHashOnlineStoreConfig, table: FeatureView) -> int:
-        """How long a hash of ``table`` lives after its event time, ms (0: no TTL)."""
-        if cfg.key_ttl_seconds:
-            return int(cfg.key_ttl_seconds) * 1000
-        return contract.life_ms(view_ttl_seconds(table), cfg.ttl_grace_seconds)
 
     def _write_commands(self, config: RepoConfig, table: FeatureView, data) -> Iterable[list[tuple[str, list]]]:
         cfg: RedisHashOnlineStoreConfig = config.online_store
         codecs = _ViewCodecs(table, cfg.key_prefix, stored_name(config, table))
-        now_us = _us_of(utils._utc_now())
-        now_ms = now_us // 1000
-        life_ms = self.life_ms(cfg, table)
+        now_us = _now_us()
+        life_ms = cfg.life_ms(table)
         batch: list[tuple[str, list]] = []
         for entity_key, values, event_ts, created_ts in data:
             event_us = _us_of(event_ts)
-            expire_ms = event_us // 1000 + life_ms if life_ms else 0
-            if expire_ms and expire_ms <= now_ms:
+            expire_ms = contract.expiry_ms(event_us, life_ms)
+            if not contract.is_live(expire_ms, now_us):
                 continue  # already expired: Redis would drop it at once, and any older row is gone too
-            args = codecs.fields_args(values, [event_us, _us_of(created_ts) or now_us, expire_ms])
-            batch.append((codecs.key(entity_key), args))
+            batch.append((codecs.key(entity_key), codecs.row_args(values, event_us, _us_of(created_ts) or now_us, expire_ms)))
             if len(batch) >= cfg.write_batch_size:
                 yield batch
                 batch = []
         if batch:
             yield batch
-
-    def _run_writes(self, client, commands: list[tuple[str, list]]) -> list:
-        from redis.cluster import RedisCluster
-
-        if isinstance(client, RedisCluster):
-            return self._run_writes_cluster(client, commands)
-        calls = contract.script_calls(commands)
-        for attempt in (1, 2):
-            sha = self._script_sha(client)
-            try:
-                pipe = client.pipeline(transaction=False)
-                for keys, args in calls:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                return [written for reply in pipe.execute() for written in reply]
-            except NoScriptError:  # the server lost its script cache (restart, SCRIPT FLUSH)
-                self._sha = None
-                if attempt == 2:
-                    raise
-        return []
-
-    @staticmethod
-    def _run_writes_cluster(client, commands: list[tuple[str, list]]) -> list:
-        """redis-py refuses EVALSHA in cluster pipelines: pipeline on each primary's own
-        connection instead, and send anything a node refuses (a slot that moved) through
-        the cluster client, which follows MOVED/ASK redirects."""
-        by_slot: dict[int, list[int]] = {}
-        for i, (key, _) in enumerate(commands):
-            by_slot.setdefault(client.keyslot(key), []).append(i)
-        by_node: dict[str, tuple[Any, list[list[int]]]] = {}
-        for positions in by_slot.values():
-            node = client.get_node_from_key(commands[positions[0]][0])
-            for start in range(0, len(positions), contract.ROWS_PER_CALL):
-                by_node.setdefault(node.name, (node, []))[1].append(positions[start:start + contract.ROWS_PER_CALL])
-        results: list = [None] * len(commands)
-        retry: list[int] = []
-        for node, groups in by_node.values():
-            conn = node.redis_connection or client.get_redis_connection(node)
-            sha = conn.script_load(contract.WRITE_SCRIPT)
-            pipe = conn.pipeline(transaction=False)
-            for group in groups:
-                pipe.evalsha(sha, len(group), *[commands[i][0] for i in group], *[a for i in group for a in commands[i][1]])
-            for group, reply in zip(groups, pipe.execute(raise_on_error=False)):
-                if isinstance(reply, Exception):
-                    retry.extend(group)
-                else:
-                    for i, written in zip(group, reply):
-                        results[i] = written
-        for i in retry:
-            key, args = commands[i]
-            results[i] = client.eval(contract.WRITE_SCRIPT, 1, key, *args)[0]
-        return results
-
-    def write_rows(self, config: RepoConfig, commands: list[tuple[str, list]]) -> list:
-        """Write prepared ``(key, script args)`` pairs in one pipeline (the stream processor's path).
-        Never raises for refused rows: returns the script's result per row, ``contract.WRITTEN`` (1),
-        ``OLDER`` (0, a newer row was stored), ``REFUSED_FUTURE`` (-1, stamped more than
-        ``contract.MAX_AHEAD_US`` µs ahead of the server's clock) or ``REFUSED_INVALID`` (-2)."""
-        return self._run_writes(self.client(config), commands)
 
     # ------------------------------------------------------------------ reads
 
@@ -602,7 +427,7 @@ class RedisHashOnlineStore(OnlineStore):
         pipe = self.client(config).pipeline(transaction=False)
         for ek in entity_keys:
             pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
-        rows, _, _ = self._rows(table, requested, pipe.execute(), contract.to_us(utils._utc_now()))
+        rows, _, _ = self._rows(table, requested, pipe.execute(), _now_us())
         return rows
 
     async def online_read_async(
@@ -619,7 +444,7 @@ class RedisHashOnlineStore(OnlineStore):
             for ek in entity_keys:
                 pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
             results = await pipe.execute()
-        rows, _, _ = self._rows(table, requested, results, contract.to_us(utils._utc_now()))
+        rows, _, _ = self._rows(table, requested, results, _now_us())
         return rows
 
     def _plan_reads(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map):
@@ -633,7 +458,7 @@ class RedisHashOnlineStore(OnlineStore):
         return work
 
     def _populate(self, work, results, response, full_feature_names, include_meta) -> None:
-        now_us = contract.to_us(utils._utc_now())
+        now_us = _now_us()
         offset = 0
         for table, requested, keys, idxs, output_len in work:
             rows, stale, unparsable = self._rows(table, requested, results[offset: offset + len(keys)], now_us)

@@ -89,7 +89,7 @@ def require_redis(store: FeatureStore, timeout: float = 2.0) -> None:
     """Fail fast, with a ``UserError``, when the online store's Redis does not answer.
 
     (redis-py retries with backoff by default, which turns "down" into a long wait.)"""
-    from featurelib.online_store import connection_params
+    from featurelib.redis_connection import connection_params
     from featurelib.redis_server import probe_client
 
     nodes, params = connection_params(store.config.online_store)

@@ -110,7 +110,7 @@ def test_arrow_encoding_equals_feasts_rows(seed: int, composite: bool, created: 
     view = _view(composite, created)
     batch = _batch(seed, 400, composite, created, ns)
     expected = _feast_commands(view, batch, config)
-    life_ms = RedisHashOnlineStore.life_ms(config.online_store, view)
+    life_ms = config.online_store.life_ms(view)
     chunks = list(arrow_rows.write_commands(view, batch, "features", NOW_US, life_ms, rows_per_chunk=64))
     assert len(chunks) == 7 and all(len(c) <= 64 for c in chunks)  # 64 rows of the batch at a time
     got = [c for chunk in chunks for c in chunk]
@@ -129,7 +129,7 @@ def test_null_created_timestamp_and_expiry(config: RepoConfig) -> None:
                       "flag": pa.array([True, None, None]), "label": pa.nulls(3, pa.string()),
                       "tags": pa.nulls(3, pa.list_(pa.string())), "scores": pa.nulls(3, pa.list_(pa.float64())),
                       "counts": pa.nulls(3, pa.list_(pa.int64())), "seen_at": pa.nulls(3, pa.timestamp("us", "UTC"))})
-    life_ms = RedisHashOnlineStore.life_ms(config.online_store, view)
+    life_ms = config.online_store.life_ms(view)
     got = [c for chunk in arrow_rows.write_commands(view, batch, "features", NOW_US, life_ms) for c in chunk]
     expire = t // 1000 + 2 * 3600 * 1000
     assert got == [("features:card:a:mixed", [t, t + 5, expire, 1, "flag", "true"]),

@@ -113,7 +113,8 @@ class FeatureServer:
     # ------------------------------------------------------------------ life cycle
 
     async def startup(self) -> None:
-        from featurelib.online_store import RedisHashOnlineStore, make_client
+        from featurelib.online_store import RedisHashOnlineStore
+        from featurelib.redis_connection import make_client
         from featurelib.repo import load_store
 
         self.store = await asyncio.to_thread(load_store, self.repo)

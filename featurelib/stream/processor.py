@@ -44,9 +44,9 @@ from redis.retry import Retry
 
 from featurelib import contract, paths
 from featurelib.errors import OperationalError, first_line
-from featurelib.online_store import make_client
 from featurelib.raw_events import SCHEMAS
 from featurelib.raw_reader import RawEvents
+from featurelib.redis_connection import make_client
 from featurelib.repo import load_store, quiet, redis_address
 from featurelib.stream.core import StreamCore
 from featurelib.stream.events import STREAMS, decode

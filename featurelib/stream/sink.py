@@ -1,4 +1,6 @@
-"""Feature rows -> the stream contract's write commands, through ``featurelib.arrow_rows``."""
+"""Feature rows -> the stream contract's write commands (``featurelib.arrow_rows``), written by
+the contract's one writer (``featurelib.redis_writer``) on a client of the online store's
+settings; Feast's provider is not involved."""
 
 from __future__ import annotations
 
@@ -6,26 +8,33 @@ import pyarrow as pa
 from feast import FeatureStore
 
 from featurelib import arrow_rows
+from featurelib.online_store import RedisHashOnlineStoreConfig
+from featurelib.redis_connection import client_options, make_client
+from featurelib.redis_writer import RedisRowWriter
 from featurelib.stream.core import latest_rows
 
 
 class RowWriter:
-    """Writes the newest emitted row of each entity through the configured online store."""
+    """Writes the newest emitted row of each entity of each view, as the online store would."""
 
     def __init__(self, store: FeatureStore):
-        self.store = store
-        self.config = store.config
-        self.online = store._get_provider().online_store
-        self.prefix = self.config.online_store.key_prefix
+        self.settings: RedisHashOnlineStoreConfig = store.config.online_store
+        if not isinstance(self.settings, RedisHashOnlineStoreConfig):
+            raise ValueError("the stream processor writes the stream contract: it needs online_store type "
+                             "featurelib.online_store.RedisHashOnlineStore")
+        self.prefix = self.settings.key_prefix
         self.views = {v.name: v for v in store.list_feature_views()}
+        self.client = make_client(self.settings, **client_options(self.settings))
+        """The Redis client the writes use."""
+        self._writer = RedisRowWriter()
 
     def commands(self, view_name: str, rows: pa.Table, now_us: int) -> list[tuple[str, list]]:
         """Commands for the last row of each entity in ``rows`` (sorted by entity, then time),
         created at ``now_us``."""
         view = self.views[view_name]
         latest = latest_rows(rows, view.join_keys[0])
-        life_ms = self.online.life_ms(self.config.online_store, view)
-        chunks = arrow_rows.write_commands(view, latest, self.prefix, now_us, life_ms, max(latest.num_rows, 1))
+        chunks = arrow_rows.write_commands(view, latest, self.prefix, now_us, self.settings.life_ms(view),
+                                           max(latest.num_rows, 1))
         if chunks is None:
             raise ValueError(f"rows of {view_name} lack a feature column: {rows.column_names}")
         return [c for chunk in chunks for c in chunk]
@@ -39,19 +48,11 @@ class RowWriter:
             commands = None
             if latest and view in latest:
                 table = self.views[view]
-                commands = arrow_rows.row_commands(table, latest[view], self.prefix, now_us,
-                                                   self.online.life_ms(self.config.online_store, table))
+                commands = arrow_rows.row_commands(table, latest[view], self.prefix, now_us, self.settings.life_ms(table))
             out += commands if commands is not None else self.commands(view, rows, now_us)
         return out
-
-    @property
-    def client(self):
-        """The online store's Redis client, which the writes use."""
-        return self.online.client(self.config)
 
     def send(self, commands: list[tuple[str, list]]) -> list[int]:
         """Write ``commands`` through the contract's script, pipelined; returns the script's
         result per row (1 written, 0 a newer row kept, negative refused: ``contract``)."""
-        if not commands:
-            return []
-        return [int(r) for r in self.online.write_rows(self.config, commands)]
+        return self._writer.write(self.client, commands)
