@@ -146,6 +146,14 @@ def test_training_doc_examples_run(readme_repo: Repo) -> None:
         assert "txn_count_5m" in result.stdout
 
 
+def test_streaming_doc_example_runs(readme_repo: Repo) -> None:
+    """docs/STREAMING.md: a job pushes the row it computed itself through Feast."""
+    (code,) = blocks(ROOT / "docs" / "STREAMING.md", "python")
+    result = run_example(code, readme_repo.path)
+    assert result.returncode == 0, f"{code}\n{result.stderr[-2000:]}"
+    assert "card_67890" in result.stdout and "txn_count_30m" in result.stdout
+
+
 def test_serving_doc_example_runs(readme_repo: Repo) -> None:
     """docs/SERVING.md: the feature service fetched once, then read per request."""
     (code,) = blocks(ROOT / "docs" / "SERVING.md", "python")
