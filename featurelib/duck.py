@@ -18,8 +18,11 @@ def literal(path: Path | str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def parquet(path: Path | str) -> str:
-    """``read_parquet('path')`` with the path quoted as an SQL string literal."""
+def parquet(path: Path | str | list[Path]) -> str:
+    """``read_parquet('path')`` (or ``read_parquet(['a', 'b'])`` for a list of files) with every
+    path quoted as an SQL string literal."""
+    if isinstance(path, list):
+        return f"read_parquet([{', '.join(literal(p) for p in path)}])"
     return f"read_parquet({literal(path)})"
 
 

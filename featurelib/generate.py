@@ -33,8 +33,8 @@ import click
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from featurelib.parquet_files import write_table
 from featurelib.paths import default_repo, raw_dir
 from featurelib.raw_events import CLICKSTREAM_SCHEMA, MAX_AMOUNT_CENTS, TRANSACTION_SCHEMA
 from featurelib.semantics import HIGH_RISK_MERCHANT_CATEGORIES
@@ -372,14 +372,6 @@ def generate_clickstream(cfg: GeneratorConfig, progress: Callable[[str], None] |
     if progress:
         progress(f"{n:,} clickstream events in {n_s:,} sessions")
     return table
-
-
-def write_table(table: pa.Table, path: Path, row_group_size: int = 1_000_000) -> None:
-    """Write Parquet atomically: a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
-    tmp.replace(path)
 
 
 def generate(cfg: GeneratorConfig, raw_dir: Path, progress: Callable[[str], None] | None = None) -> dict[str, Path]:

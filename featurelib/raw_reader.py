@@ -25,16 +25,12 @@ import pyarrow.parquet as pq
 
 from featurelib import duck
 from featurelib.errors import UnreadableFileError
+from featurelib.parquet_files import raw_files, write_table
 from featurelib.raw_events import ID_FIELD, RAW, problems
 from featurelib.timeutil import now_us
 
 SCAN_ROWS = 1_000_000
 """Rows per batch when checking raw files."""
-
-
-def raw_files(raw_dir: Path, kind: str) -> list[Path]:
-    """All raw Parquet partitions of one event stream, in a stable order."""
-    return sorted(p for p in (raw_dir / kind).rglob("*.parquet") if not p.name.startswith("."))
 
 
 def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
@@ -149,7 +145,6 @@ class RawEvents:
     def write_quarantine(self, quarantine_dir: Path) -> Path | None:
         """Replace ``<quarantine_dir>/<kind>/batch-invalid.parquet`` with the invalid rows of this
         scan (removed when there are none); returns its path when written."""
-        from featurelib.generate import write_table
 
         path = quarantine_dir / self.kind / "batch-invalid.parquet"
         if not self.invalid.num_rows:

@@ -21,6 +21,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore
 
 from featurelib import duck
+from featurelib.parquet_files import raw_files
 from featurelib.repo import quiet
 
 CUTOFF = pd.Timedelta(microseconds=1)
@@ -55,10 +56,9 @@ def transaction_labels(raw_dir: Path, limit: int | None = None, since: pd.Timest
     the request fields of ``transaction_request``, ``event_timestamp`` and ``is_fraud``."""
     where = f"WHERE event_timestamp >= TIMESTAMPTZ '{since.isoformat()}'" if since is not None else ""
     lim = f"LIMIT {int(limit)}" if limit else ""
-    files = sorted(str(p) for p in (raw_dir / "transactions").rglob("*.parquet") if not p.name.startswith("."))
     return duck.frame(
         f"""SELECT txn_id, card_id, device_id, amount_cents / 100.0 AS txn_amount, country AS txn_country,
                    merchant_category AS txn_merchant_category, epoch_us(event_timestamp) AS txn_unix_us,
                    event_timestamp, is_fraud
-            FROM read_parquet({files!r}) {where} ORDER BY event_timestamp, txn_id {lim}"""
+            FROM {duck.parquet(raw_files(raw_dir, "transactions"))} {where} ORDER BY event_timestamp, txn_id {lim}"""
     )

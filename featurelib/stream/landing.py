@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from featurelib.generate import write_table
+from featurelib.parquet_files import write_table
 from featurelib.raw_events import SCHEMAS
 from featurelib.stream.events import conform
 

@@ -16,10 +16,10 @@ import pyarrow as pa
 import redis
 
 from featurelib import duck
-from featurelib.engine import _us
+from featurelib.parquet_files import raw_files
 from featurelib.raw_events import ID_FIELD
 from featurelib.stream.events import SCHEMAS, STREAMS, encode_table
-from featurelib.timeutil import now_us
+from featurelib.timeutil import column_us, now_us
 
 
 def load_events(source: Path, kinds: list[str], limit: int | None = None) -> tuple[list[str], pa.Table]:
@@ -27,16 +27,16 @@ def load_events(source: Path, kinds: list[str], limit: int | None = None) -> tup
     returns the kind of each row and a table of the union of columns."""
     parts, kind_of = [], []
     for kind in kinds:
-        files = sorted(p.as_posix() for p in (source / kind).rglob("*.parquet"))
+        files = raw_files(source, kind)
         if not files:
             continue
         lim = f"LIMIT {int(limit)}" if limit else ""
         # Ties broken by event id: the order, and so ``skip``/``limit`` chunks, never change.
-        table = duck.arrow(f"SELECT * FROM read_parquet({files!r}) ORDER BY event_timestamp, {ID_FIELD[kind]} {lim}")
+        table = duck.arrow(f"SELECT * FROM {duck.parquet(files)} ORDER BY event_timestamp, {ID_FIELD[kind]} {lim}")
         parts.append((kind, table))
     if not parts:
         raise FileNotFoundError(f"no events under {source} for {', '.join(kinds)}")
-    times = np.concatenate([_us(t.column("event_timestamp")) for _, t in parts])
+    times = np.concatenate([column_us(t.column("event_timestamp")) for _, t in parts])
     order = np.argsort(times, kind="stable")
     if limit:
         order = order[:limit]
@@ -48,7 +48,7 @@ def _as_text(table: pa.Table, name: str) -> pa.ChunkedArray:
     if name not in table.column_names:
         return pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
     if name == "event_timestamp":
-        return pa.chunked_array([pa.array(_us(table.column(name)), pa.int64()).cast(pa.string())])
+        return pa.chunked_array([pa.array(column_us(table.column(name)), pa.int64()).cast(pa.string())])
     return table.column(name).cast(pa.string())
 
 
