@@ -42,6 +42,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
 from featurelib import contract
+from featurelib.timeutil import column_us
 
 _FLOATS = (ValueType.FLOAT, ValueType.DOUBLE)
 _INTS = (ValueType.INT32, ValueType.INT64)
@@ -111,8 +112,7 @@ def _micros(column: pa.ChunkedArray) -> np.ndarray:
     if not pa.types.is_timestamp(column.type):
         parsed = pd.to_datetime(column.to_numpy(zero_copy_only=False), utc=True)
         column = pa.chunked_array([pa.array(parsed, pa.timestamp("ns", "UTC"))])
-    us = pc.cast(column, pa.timestamp("us", column.type.tz), safe=False)
-    return pc.fill_null(pc.cast(us, pa.int64()), 0).to_numpy()
+    return column_us(pc.fill_null(column, pa.scalar(0, column.type)))
 
 
 def supports(view: FeatureView, schema: pa.Schema) -> bool:

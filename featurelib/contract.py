@@ -50,7 +50,6 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -380,20 +379,6 @@ def decode_python(value_type: ValueType, raw: bytes | str) -> Any:
     if c.binary:
         return raw if isinstance(raw, bytes) else raw.encode()
     return c.from_text(raw.decode() if isinstance(raw, bytes) else raw)
-
-
-def to_us(ts: datetime | None) -> int:
-    if ts is None:
-        return 0
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    seconds, micros = divmod(int(us), 1_000_000)
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(microsecond=micros)
 
 
 def life_ms(ttl_seconds: float, grace_seconds: float) -> int:

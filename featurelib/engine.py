@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib import semantics as s
+from featurelib.timeutil import column_us
 
 _KEY_LIMIT = 1 << 58  # composite keys, shifted by Timeline.RUN_BITS, stay inside int64
 _MAX_CHUNK_EVENTS = 1 << 22
@@ -69,14 +70,6 @@ schema allows at most 86.4e6 ms and 100 %."""
 _LIST_LIMIT = (1 << 31) - 1
 """Arrow lists and strings have int32 offsets: at most this many country entries, and bytes,
 in one piece of a chunk's ``card_countries_24h`` column (more make several pieces)."""
-
-
-def _us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A timestamp column (any unit, any zone) or int column as int64 epoch microseconds."""
-    if pa.types.is_timestamp(col.type):
-        col = pc.cast(col, pa.timestamp("us", tz=col.type.tz))
-        col = pc.cast(col, pa.int64())
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -508,7 +501,7 @@ def compute_view(
         return schema.empty_table()
     if not presorted:
         events = sort_events(view, events)
-    t = _us(events.column("event_timestamp"))
+    t = column_us(events.column("event_timestamp"))
     entity_col = events.column(view.join_key).combine_chunks()
     change = np.ones(len(t), bool)
     change[1:] = np.asarray(pc.not_equal(entity_col[1:], entity_col[:-1]).fill_null(True))

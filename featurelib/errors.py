@@ -109,7 +109,7 @@ class RowsRefusedError(OperationalError, FeastError):
 
 def _stamp(event_ts: str | int) -> str:
     """Integer microseconds since the epoch as ISO 8601 UTC; anything else quoted as given."""
-    from featurelib.contract import from_us
+    from featurelib.timeutil import from_us
 
     try:
         return from_us(int(event_ts)).isoformat()

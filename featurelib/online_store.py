@@ -60,6 +60,7 @@ from pydantic import Field, StrictStr, field_validator
 from featurelib import arrow_rows, contract, errors, feast_compat, json_values
 from featurelib.redis_connection import client_options, connection_string_from_env, make_client, view_ttl_seconds
 from featurelib.redis_writer import RedisRowWriter, Refusals
+from featurelib.timeutil import from_us, to_us
 
 _NULL = ValueProto()
 _UNEXPANDED = re.compile(r"\$\{[^}]*\}")
@@ -128,10 +129,9 @@ def _now_us() -> int:
 
 
 def _us_of(ts: datetime | None) -> int:
-    """Exact integer microseconds (naive datetimes are UTC)."""
-    if ts is None or ts != ts:  # None or NaT (a null created timestamp from pandas)
-        return 0
-    return (ts - (_EPOCH_NAIVE if ts.tzinfo is None else _EPOCH)) // _US
+    """Exact integer microseconds (naive datetimes are UTC); 0 for None or NaT (a null created
+    timestamp from pandas)."""
+    return 0 if ts is None or ts != ts else to_us(ts)
 
 
 _INT_RANGES = {"int32_val": (-(1 << 31), (1 << 31) - 1), "int64_val": (-(1 << 63), (1 << 63) - 1)}
@@ -388,14 +388,14 @@ class RedisHashOnlineStore(OnlineStore):
                 rows.append((None, None))
                 continue
             if ttl_us and now_us - event_us > ttl_us:
-                rows.append((contract.from_us(event_us), None))
+                rows.append((from_us(event_us), None))
                 stale.append(i)
                 continue
             try:
                 values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
             except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
                 values = self._tolerant_values(table.name, requested, decode, reply, i, unparsable)
-            rows.append((contract.from_us(event_us), values))
+            rows.append((from_us(event_us), values))
         return rows, stale, unparsable
 
     @staticmethod

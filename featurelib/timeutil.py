@@ -9,10 +9,12 @@ window arithmetic exact: ``T - w`` never rounds.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 MICROSECOND = 1
 MILLISECOND = 1_000
@@ -24,10 +26,18 @@ DAY = 24 * HOUR
 UTC = timezone.utc
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+
+
 def to_us(value: datetime | pd.Timestamp | str | int) -> int:
-    """Convert a datetime-like value to epoch microseconds (naive values are UTC)."""
+    """Convert a datetime-like value to epoch microseconds (naive values are UTC; a pandas
+    timestamp's nanoseconds are floored)."""
     if isinstance(value, (int, np.integer)):
         return int(value)
+    if isinstance(value, datetime) and not isinstance(value, pd.Timestamp):  # exact, without pandas
+        return (value - (_EPOCH_NAIVE if value.tzinfo is None else _EPOCH)) // _ONE_US
     ts = pd.Timestamp(value)
     if ts.tzinfo is None:
         ts = ts.tz_localize(UTC)
@@ -36,7 +46,15 @@ def to_us(value: datetime | pd.Timestamp | str | int) -> int:
 
 def from_us(us: int) -> datetime:
     """Epoch microseconds to an aware UTC ``datetime`` (exact, no float rounding)."""
-    return pd.Timestamp(int(us) * 1_000, tz=UTC).to_pydatetime()
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def column_us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A timestamp column (any unit, any zone) or an integer column as int64 epoch microseconds
+    (sub-microsecond digits truncated)."""
+    if pa.types.is_timestamp(col.type):
+        col = pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=False), pa.int64())
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def now_us() -> int:

@@ -20,7 +20,7 @@ from featurelib import engine
 from featurelib import semantics as s
 from featurelib.raw_events import MAX_AMOUNT_CENTS, MAX_DWELL_MS
 from featurelib.stream.core import StreamCore
-from featurelib.timeutil import DAY, HOUR
+from featurelib.timeutil import DAY, HOUR, column_us
 from tests.events import BASE_US, bitwise_equal, feature_rows, random_clickstream, random_transactions, records
 
 AMOUNT_VIEWS = [s.TRANSACTION_STATS, s.CARD_PROFILE, s.DEVICE_ACTIVITY]
@@ -146,7 +146,7 @@ def test_largest_amounts_exactly_on_window_edges() -> None:
 def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator) -> dict[tuple[str, str, int], dict]:
     """Events through ``StreamCore.step`` in time order, in random micro-batches, on the event
     clock; the last emission per (view, entity, instant), as Redis would hold it."""
-    events = events.take(pa.array(np.argsort(engine._us(events.column("event_timestamp")), kind="stable")))
+    events = events.take(pa.array(np.argsort(column_us(events.column("event_timestamp")), kind="stable")))
     core = StreamCore(lateness_us=0, now_us=0, kinds=(kind,))
     emitted: dict[tuple[str, str, int], dict] = {}
 
@@ -161,7 +161,7 @@ def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator) -> dict[
         n = int(rng.integers(1, 12))
         record(core.step({kind: (events.slice(pos, n), None)}))
         pos += n
-    end = int(engine._us(events.column("event_timestamp")).max()) + s.W_24H + 1
+    end = int(column_us(events.column("event_timestamp")).max()) + s.W_24H + 1
     record(core.step({}, now_us=end))
     return emitted
 

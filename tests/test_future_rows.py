@@ -19,11 +19,12 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from featurelib import contract
 from featurelib.errors import OperationalError, RowsRefusedError
 from featurelib.redis_server import RedisServer
+from featurelib.timeutil import to_us
 from tests.conftest import Repo
 
 VIEW, PUSH_SOURCE = "transaction_stats_5m", "transaction_stats_push_source"
 YEAR_2035 = datetime(2035, 1, 1, tzinfo=timezone.utc)
-YEAR_2035_US = contract.to_us(YEAR_2035)
+YEAR_2035_US = to_us(YEAR_2035)
 
 
 def server_now_us(client: redis.Redis) -> int:
@@ -111,7 +112,7 @@ def test_a_row_pinned_in_2035_is_not_served_and_the_next_write_replaces_it(scrat
     stamp = now_utc() - timedelta(seconds=1)
     row = push_rows(scratch_repo, [card], [stamp])
     store.push(PUSH_SOURCE, row, to=PushMode.ONLINE)  # a normal write: the pinned row counts as absent
-    assert int(client.hget(key, "_event_ts")) == contract.to_us(stamp)
+    assert int(client.hget(key, "_event_ts")) == to_us(stamp)
     assert read_count(store, card) == ([int(row.txn_count_5m[0])], [FieldStatus.PRESENT])
 
 
@@ -124,7 +125,7 @@ def test_a_row_pinned_in_2035_is_replaced_by_materialization(scratch_repo: Repo,
     end = scratch_repo.materialized_at
     store.materialize(end - timedelta(days=scratch_repo.cfg.days + 2), end, feature_views=[VIEW])
     expected = offline_latest(scratch_repo, end).set_index("card_id").loc[card]
-    assert int(client.hget(key, "_event_ts")) == contract.to_us(expected.event_timestamp)
+    assert int(client.hget(key, "_event_ts")) == to_us(expected.event_timestamp)
     assert read_count(store, card) == ([int(expected.txn_count_5m)], [FieldStatus.PRESENT])
 
 
@@ -149,7 +150,7 @@ def test_a_push_stamped_2035_is_refused_and_the_valid_rows_of_the_push_are_writt
     assert "at most 60 s ahead of the Redis server's clock" in message
     assert isinstance(refused.value, OperationalError) and refused.value.http_status_code() == 422
     assert client.hgetall(key_of(store, future)) == before
-    assert int(client.hget(key_of(store, valid), "_event_ts")) == contract.to_us(stamp)
+    assert int(client.hget(key_of(store, valid), "_event_ts")) == to_us(stamp)
 
 
 def test_an_async_push_stamped_2035_is_refused_too(scratch_repo: Repo, redis_server: RedisServer) -> None:
@@ -168,7 +169,7 @@ def test_an_async_push_stamped_2035_is_refused_too(scratch_repo: Repo, redis_ser
     with pytest.raises(RowsRefusedError, match=key_of(store, future)):
         asyncio.run(push())
     assert client.hgetall(key_of(store, future)) == before
-    assert int(client.hget(key_of(store, valid), "_event_ts")) == contract.to_us(stamp)
+    assert int(client.hget(key_of(store, valid), "_event_ts")) == to_us(stamp)
 
 
 def test_materializing_up_to_tomorrow_refuses_the_rows_ahead_and_writes_the_others(scratch_repo: Repo,
@@ -183,7 +184,7 @@ def test_materializing_up_to_tomorrow_refuses_the_rows_ahead_and_writes_the_othe
     with pytest.raises(RowsRefusedError) as refused:
         store.materialize(end - timedelta(days=scratch_repo.cfg.days + 3), end, feature_views=[VIEW])
     end_us = server_now_us(client)
-    stamps = latest.event_timestamp.map(contract.to_us)
+    stamps = latest.event_timestamp.map(to_us)
     surely_ahead = int((stamps > end_us + contract.MAX_AHEAD_US).sum())
     assert 0 < surely_ahead <= refused.value.refused <= int((stamps > start_us + contract.MAX_AHEAD_US).sum())
     for card, stamp in zip(latest.card_id, stamps):

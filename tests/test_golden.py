@@ -27,10 +27,10 @@ import pytest
 import featurelib.stream.core as core_module
 from featurelib import semantics as s
 from featurelib.batch import build_all
-from featurelib.engine import _us, compute_view, output_schema
+from featurelib.engine import compute_view, output_schema
 from featurelib.raw_events import SCHEMAS
 from featurelib.stream.core import StreamCore
-from featurelib.timeutil import DAY
+from featurelib.timeutil import DAY, column_us
 from tests.events import bitwise_equal, feature_rows
 from tests.golden import make_golden
 
@@ -157,11 +157,11 @@ def stream_rows(feed: str, path: str) -> dict[tuple[str, str, int], dict[str, An
         if feed == "one_step":
             steps.append({k: t.sort_by("event_timestamp") for k, t in tables.items()})
         else:
-            single = [(int(_us(t.column("event_timestamp"))[i]), k, i) for k, t in tables.items() for i in range(t.num_rows)]
+            single = [(int(column_us(t.column("event_timestamp"))[i]), k, i) for k, t in tables.items() for i in range(t.num_rows)]
             single.sort(reverse=feed == "reverse_time_order")
             steps += [{k: tables[k].slice(i, 1)} for _, k, i in single]
         emitted: dict[tuple[str, str, int], dict[str, Any]] = {}
-        end = max(int(_us(t.column("event_timestamp")).max()) for t in tables.values()) + s.W_24H + 1
+        end = max(int(column_us(t.column("event_timestamp")).max()) for t in tables.values()) + s.W_24H + 1
         for step in [*steps, {}]:
             result = core.step({k: (t, None) for k, t in step.items()}, now_us=None if step else end)
             assert not any(t.num_rows for t in result.too_late.values()) and result.duplicates == 0

@@ -15,6 +15,7 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from featurelib import contract
 from featurelib.errors import RowsRefusedError
 from featurelib.redis_server import RedisServer, free_port, redis_server_binary
+from featurelib.timeutil import to_us
 from tests.conftest import Repo
 from tests.toy import TTL, now, read, rows, toy_store, two_writer_race
 
@@ -122,7 +123,7 @@ def test_ttl_outside_max_age_and_expiry(store, server: RedisServer) -> None:
     assert stamps[1].ToDatetime().replace(tzinfo=stale.tzinfo) == stale.replace(microsecond=stale.microsecond)
     client = server.client()
     for item, t in (("fresh", fresh), ("stale", stale)):
-        expire_ms = contract.expire_at_ms(contract.to_us(t), TTL.total_seconds(), 3600)
+        expire_ms = contract.expire_at_ms(to_us(t), TTL.total_seconds(), 3600)
         assert client.pexpiretime(f"features:item:{item}:items") == expire_ms
     # Past TTL + grace: not written at all (it would expire at once).
     store.write_to_online_store("items", rows(["gone"], [now() - TTL - timedelta(hours=2)]))
@@ -179,7 +180,7 @@ def test_a_stream_job_writing_with_the_script_is_served(store, server: RedisServ
     """What a Flink or Go job does: EVALSHA the contract's script with text values."""
     client = server.client()
     sha = client.script_load(contract.WRITE_SCRIPT_PATH.read_text())
-    event_us = contract.to_us(now())
+    event_us = to_us(now())
     assert client.evalsha(sha, 1, "features:item:s1:items", event_us, event_us, 0, 5,
                           "n", "12", "x", "2.5", "ok", "true", "label", "from stream", "tags", '["X"]') == [1]
     assert client.evalsha(sha, 1, "features:item:s1:items", event_us - 1, event_us, 0, 1, "n", "11") == [0]

@@ -19,14 +19,14 @@ import pyarrow as pa
 import pytest
 
 from featurelib import semantics as s
-from featurelib.engine import _us, compute_view
+from featurelib.engine import compute_view
 from featurelib.stream.core import StreamCore
-from featurelib.timeutil import MINUTE, SECOND
+from featurelib.timeutil import MINUTE, SECOND, column_us
 from tests.events import bitwise_equal, feature_rows, random_clickstream, random_transactions
 
 
 def _arrival_order(rng: np.random.Generator, table: pa.Table, jitter: int) -> tuple[pa.Table, np.ndarray]:
-    t = _us(table.column("event_timestamp"))
+    t = column_us(table.column("event_timestamp"))
     arrival = t + (rng.integers(0, jitter + 1, len(t)) if jitter else 0)
     order = np.argsort(arrival, kind="stable")
     return table.take(pa.array(order)), arrival[order]
@@ -71,7 +71,7 @@ def _run(seed: int, clock: str, sizes: tuple[int, int] = (1, 60), chunk_max: int
                 floor[kind] = int(arr.max())  # later entries arrive no earlier than this one
         record(core.step(new, now_us=max(wall, core.now_us) if clock == "wall" else None))
         core.trim(floor if clock == "wall" else None, min_share=0)  # forgetting history must never change a row
-    end = max(int(_us(t.column("event_timestamp")).max()) for t in streams.values()) + s.W_24H + 1
+    end = max(int(column_us(t.column("event_timestamp")).max()) for t in streams.values()) + s.W_24H + 1
     record(core.step({}, now_us=end))
     return emitted, accepted, streams, late
 
@@ -139,6 +139,6 @@ def test_lateness_rule_is_exact() -> None:
     t = pa.array([100, 95, 90, 89, 120, 110], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     table = random_transactions(np.random.default_rng(0), 6).set_column(8, "event_timestamp", t)
     result = core.step({s.TRANSACTIONS: (table, None)})
-    assert _us(result.accepted[s.TRANSACTIONS].column("event_timestamp")).tolist() == [100, 95, 90, 120, 110]
-    assert _us(result.too_late[s.TRANSACTIONS].column("event_timestamp")).tolist() == [89]
+    assert column_us(result.accepted[s.TRANSACTIONS].column("event_timestamp")).tolist() == [100, 95, 90, 120, 110]
+    assert column_us(result.too_late[s.TRANSACTIONS].column("event_timestamp")).tolist() == [89]
     assert core.now_us == 120

@@ -36,11 +36,11 @@ try:
 except ImportError:  # redis-py without hiredis: its own pipeline
     _pack = None
 
-from featurelib import contract
 from featurelib.errors import StoreUnavailableError, first_line
 from featurelib.serving import observe
 from featurelib.serving.plan import BoundRequest, ReadPlan, ReadPlans
 from featurelib.serving.response import ColumnarOnlineResponse
+from featurelib.timeutil import to_us
 
 
 class ServingProvider(PassthroughProvider):
@@ -69,7 +69,7 @@ class ServingProvider(PassthroughProvider):
                                                include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
         replies = read_sync(self.online_store.client(config), request)
-        return ColumnarOnlineResponse(request.result(replies, contract.to_us(utils._utc_now())))
+        return ColumnarOnlineResponse(request.result(replies, to_us(utils._utc_now())))
 
     async def get_online_features_async(self, config, features, entity_rows, registry, project,
                                         full_feature_names=False,
@@ -81,7 +81,7 @@ class ServingProvider(PassthroughProvider):
                                                            full_feature_names, include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
         replies = await read_async(await self.online_store.client_async(config), request)
-        return ColumnarOnlineResponse(request.result(replies, contract.to_us(utils._utc_now())))
+        return ColumnarOnlineResponse(request.result(replies, to_us(utils._utc_now())))
 
 
 def _has_protos(entity_rows: Any) -> bool:

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib import semantics as s
-from featurelib.engine import _us
 from featurelib.raw_events import ID_FIELD, SCHEMAS
 from featurelib.stream.events import conform
+from featurelib.timeutil import column_us
 
 TAIL_ROWS = 20_000
 """Recent events are kept in a second record batch, recopied each step, until there are this many."""
@@ -40,7 +40,7 @@ def event_records(events: pa.Table) -> list[dict]:
     for f in events.schema:
         column = events.column(f.name)
         if f.name == "event_timestamp":
-            column = pa.chunked_array([_us(column)], pa.int64())
+            column = pa.chunked_array([column_us(column)], pa.int64())
         elif pa.types.is_integer(f.type):
             column = column.fill_null(0)
         columns[f.name] = column
@@ -129,7 +129,7 @@ class EventBuffer:
     def _reset(self, table: pa.Table) -> None:
         """Take ``table`` (arrival order) as the whole buffer and build every index."""
         self._set_batches(table.combine_chunks().to_batches())
-        self.t = _us(self.table.column("event_timestamp")) if self.table.num_rows else np.empty(0, np.int64)
+        self.t = column_us(self.table.column("event_timestamp")) if self.table.num_rows else np.empty(0, np.int64)
         self.by_time = np.argsort(self.t, kind="stable")
         self.t_sorted = self.t[self.by_time]
         self._index = {k: EntityIndex() for k in self.keys}
@@ -160,7 +160,7 @@ class EventBuffer:
         self._ids.update(events.column(ID_FIELD[self.kind]).to_pylist())
         for key, index in self._index.items():
             index.add(events.column(key))
-        t = _us(events.column("event_timestamp"))
+        t = column_us(events.column("event_timestamp"))
         order = np.argsort(t, kind="stable")
         at = np.searchsorted(self.t_sorted, t[order], "right")
         self.by_time = np.insert(self.by_time, at, first + order)

@@ -35,8 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib import semantics as s
-from featurelib.engine import _us, compute_view, output_schema
+from featurelib.engine import compute_view, output_schema
 from featurelib.stream.buffer import TRIM_SHARE, EventBuffer
+from featurelib.timeutil import column_us
 
 REFERENCE_MAX_ENTITIES = 1_000
 """Steps touching at most this many entities of a view compute its rows with the brute-force
@@ -68,7 +69,7 @@ class StreamCore:
 
     def classify(self, kind: str, events: pa.Table, arrival_us: np.ndarray | None) -> np.ndarray:
         """True for events that are not too late (see the module docstring)."""
-        t = _us(events.column("event_timestamp"))
+        t = column_us(events.column("event_timestamp"))
         if arrival_us is not None:
             clock = np.asarray(arrival_us, dtype=np.int64)
         else:  # event time: the highest timestamp seen on this stream before each event
@@ -97,7 +98,7 @@ class StreamCore:
             result.accepted[kind] = accepted
             result.too_late[kind] = unique.filter(pa.array(~ok))
             if unique.num_rows:
-                latest[kind] = max(latest[kind], int(_us(unique.column("event_timestamp")).max()))
+                latest[kind] = max(latest[kind], int(column_us(unique.column("event_timestamp")).max()))
             buffer.add(accepted)
             lowest_new[kind] = accepted
         for kind, buffer in self.buffers.items():
@@ -125,7 +126,7 @@ class StreamCore:
         lows: list[np.ndarray] = []
         if new_events is not None and new_events.num_rows:
             ids.extend(new_events.column(key).chunks)
-            lows.append(np.minimum(_us(new_events.column("event_timestamp")), before + 1))
+            lows.append(np.minimum(column_us(new_events.column("event_timestamp")), before + 1))
         exits = buffer.entities_with_change_points(view, before, now)
         if exits:
             ids.append(pa.array(exits, pa.string()))
@@ -144,7 +145,7 @@ class StreamCore:
         if rows.num_rows == 0:
             return rows
         row_low = low_us[pc.index_in(rows.column(key), value_set=entities).to_numpy()]
-        keep = _us(rows.column("event_timestamp")) >= row_low
+        keep = column_us(rows.column("event_timestamp")) >= row_low
         return rows if keep.all() else rows.filter(pa.array(keep))
 
     def next_change_point(self) -> int | None:
