@@ -22,6 +22,7 @@ if str(HERE) not in sys.path:  # so that `python feast/feature_utils.py` works f
     sys.path.insert(0, str(HERE))
 
 from featurelib.fast_start import install_import_hook  # noqa: E402
+from featurelib.paths import repo_option  # noqa: E402
 
 install_import_hook()  # Feast's run-time type checks compiled on first use: a third of the start-up time
 
@@ -54,8 +55,7 @@ def emit(report: Any, as_json: bool) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), envvar="FEAST_REPO", default=HERE,
-              show_default="the directory of this script", help="Feature repository: the directory of feature_store.yaml.")
+@repo_option("Feature repository: the directory of feature_store.yaml.", default=HERE, shown="the directory of this script")
 @click.pass_context
 def cli(ctx: click.Context, repo: Path) -> None:
     """Validate, audit and document the real-time feature store.

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from featurelib import semantics as s
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
 from featurelib.errors import OperationalError, unreadable
-from featurelib.paths import data_dir, default_repo, features_dir, raw_dir
+from featurelib.paths import data_dir, features_dir, raw_dir, repo_option
 from featurelib.raw_reader import RawEvents
 
 EVENT_COLUMNS = {
@@ -175,8 +175,7 @@ def build_all(
 
 
 @click.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
-              help="Feature repository whose data/raw is read and data/features written.")
+@repo_option("Feature repository whose data/raw is read and data/features written.")
 @click.option("--view", "views", multiple=True, type=click.Choice(list(s.VIEWS)),
               help="Build only this view (repeatable). Default: all.")
 @click.option("--workers", default=1, show_default=True, help="Views built in parallel processes.")
@@ -186,7 +185,6 @@ def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
     Run it after new raw events land (generated, or landed by a stream), then
     `feast materialize-incremental` to load the online store.
     """
-    repo = repo or default_repo()
     try:
         builds = build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo,
                            quarantine_dir=data_dir(repo) / "quarantine")

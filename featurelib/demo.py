@@ -124,15 +124,13 @@ def show_training(repo: Path) -> None:
 @click.option("--cards", default=5_000, show_default=True, help="Number of cards (users = cards / 1.4).")
 @click.option("--days", default=7.0, show_default=True, help="Days of history, ending now.")
 @click.option("--seed", default=42, show_default=True)
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Feature repository. Default: the current directory if it holds feature_store.yaml, else this checkout.")
+@paths.repo_option("Feature repository.")
 def main(cards: int, days: float, seed: int, repo: Path) -> None:
     """Run the feature store's main job end to end."""
     from featurelib.batch import build_all
     from featurelib.generate import GeneratorConfig, generate
 
     started = time.perf_counter()
-    repo = repo or paths.default_repo()
     bin_dir = Path(sys.executable).parent
     feast = str(bin_dir / "feast")
 

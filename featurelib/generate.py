@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib.parquet_files import write_table
-from featurelib.paths import default_repo, raw_dir
+from featurelib.paths import raw_dir, repo_option
 from featurelib.raw_events import CLICKSTREAM_SCHEMA, MAX_AMOUNT_CENTS, TRANSACTION_SCHEMA
 from featurelib.semantics import HIGH_RISK_MERCHANT_CATEGORIES
 from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND, now_us, to_us
@@ -389,8 +389,7 @@ def generate(cfg: GeneratorConfig, raw_dir: Path, progress: Callable[[str], None
 
 
 @click.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
-              help="Feature repository; events go to its data/raw.")
+@repo_option("Feature repository; events go to its data/raw.")
 @click.option("--cards", default=5_000, show_default=True, help="Number of cards (users = cards / 1.4).")
 @click.option("--days", default=7.0, show_default=True, help="Days of history.")
 @click.option("--end", default=None, help="Last instant (ISO-8601, UTC). Default: now.")
@@ -403,7 +402,6 @@ def main(repo: Path, cards: int, days: float, end: str | None, seed: int, out: P
     Replaces data/raw/{transactions,clickstream}/generated.parquet; other partitions
     (events landed by a stream) are left alone.
     """
-    repo = repo or default_repo()
     cfg = GeneratorConfig(n_cards=cards, days=days, seed=seed, **({"end_us": to_us(end)} if end else {}))
     for kind, path in generate(cfg, out or raw_dir(repo), progress=click.echo).items():
         click.echo(f"{kind}: {path}")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from feast import Entity, FeatureStore, FeatureView
 
-from featurelib.paths import default_repo
+from featurelib.paths import locate_repo
 
 
 class UserError(Exception):
@@ -45,7 +44,7 @@ def load_store(repo: Path | str | None = None, *, require_registry: bool = True)
     Raises ``UserError`` when there is no ``feature_store.yaml`` or, with
     ``require_registry``, when ``feast apply`` has not written the registry yet.
     """
-    root = Path(repo or os.environ.get("FEAST_REPO") or default_repo()).resolve()
+    root = locate_repo(repo).resolve()
     if not (root / "feature_store.yaml").is_file():
         raise UserError(f"no feature_store.yaml in {root}")
     with quiet():

@@ -233,3 +233,29 @@ def test_feast_apply_of_a_second_project_on_the_same_key_prefix_is_one_line(feat
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: key prefix 'features' on this Redis holds the rows of Feast project 'realtime_features', not "
         "'intruder': give 'intruder' its own online_store.key_prefix in feature_store.yaml")
+
+
+def test_every_command_finds_the_repository_one_way(tmp_path: Path, monkeypatch) -> None:
+    """``--repo`` first, then ``FEAST_REPO``, then the current directory when it holds a
+    ``feature_store.yaml``, else this checkout (``paths.repo_option``, used by every command)."""
+    import click
+    from click.testing import CliRunner
+
+    from featurelib import paths
+
+    @click.command()
+    @paths.repo_option("Feature repository.")
+    def show(repo: Path) -> None:
+        click.echo(repo)
+
+    other, here = tmp_path / "other", tmp_path / "here"
+    here.mkdir()
+    (here / "feature_store.yaml").write_text("project: x\n")
+    monkeypatch.chdir(here)
+    monkeypatch.delenv("FEAST_REPO", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(show, ["--repo", str(other)]).output.strip() == str(other)
+    assert runner.invoke(show, [], env={"FEAST_REPO": str(other)}).output.strip() == str(other)
+    assert Path(runner.invoke(show, []).output.strip()).resolve() == here.resolve()
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(show, []).output.strip() == str(paths.REPO_ROOT)

@@ -24,8 +24,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None, show_default="the current directory if it holds feature_store.yaml, else this checkout",
-              help="Feature repository (feature_store.yaml, registry, data/).")
+@paths.repo_option("Feature repository (feature_store.yaml, registry, data/).")
 @click.option("--clock", type=click.Choice(["wall", "event"]), default="wall", show_default=True,
               help="wall: live traffic, windows close on the wall clock. event: replays of history, the clock is "
                    "the highest event time seen.")
@@ -70,7 +69,6 @@ def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, co
     from featurelib.stream.events import STREAMS
     from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 
-    repo = repo or paths.default_repo()
     streams = {k: v for k, v in STREAMS.items() if not kinds or k in kinds}
     config = ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock, lateness_s=lateness_s,
                              timer_ms=timer_ms, streams=streams, standby=standby, lease_ttl_s=lease_ttl_s,
@@ -87,8 +85,7 @@ def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, co
 
 
 @cli.command()
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=None,
-              show_default="the current directory if it holds feature_store.yaml, else this checkout")
+@paths.repo_option("Feature repository (feature_store.yaml, registry, data/).")
 @click.option("--source", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with <stream>/**.parquet raw events. Default: <repo>/data/replay.")
 @click.option("--speed", default="max", show_default=True,
@@ -105,7 +102,6 @@ def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], 
         factor = None if speed == "max" else float(speed)
     except ValueError:
         raise click.BadParameter(f"{speed!r} is neither 'max' nor a number", param_hint="--speed") from None
-    repo = repo or paths.default_repo()
     client = redis_client(load_store(repo))
     run_replay(client, source or paths.data_dir(repo) / "replay", kinds=list(kinds) or None, speed=factor,
                limit=limit, progress=lambda m: click.echo(m, err=True))
