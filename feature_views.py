@@ -24,6 +24,7 @@ from data_sources import (
     user_engagement_push_source,
 )
 from entities import card, device, session, user
+from featurelib.tags import field_tags
 
 OWNER = "ml-platform@example.com"
 
@@ -39,17 +40,7 @@ def feature(name: str, dtype, unit: str, window: str, description: str, *, min=N
     * ``drift=False``: leave it out of ``feature_utils.py drift`` (a timestamp or calendar
       feature changes with the date by definition).
     """
-    tags = {"unit": unit, "window": window}
-    if min is not None:
-        tags["expect.min"] = str(min)
-    if max is not None:
-        tags["expect.max"] = str(max)
-    if allowed is not None:
-        tags["expect.in"] = ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in allowed)
-    if max_null_share is not None:
-        tags["expect.max_null_share"] = str(max_null_share)
-    if not drift:
-        tags["monitor.drift"] = "skip"
+    tags = field_tags(unit, window, min=min, max=max, allowed=allowed, max_null_share=max_null_share, drift=drift)
     return Field(name=name, dtype=dtype, description=f"{description} Unit: {unit}. Window: {window}.", tags=tags)
 
 

@@ -14,6 +14,7 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Bool, Float64, Int64, String
 
 from feature_views import card_profile_24h_fv, transaction_stats_5m_fv
+from featurelib.tags import output_doc_tags
 
 OWNER = "ml-platform@example.com"
 
@@ -55,11 +56,9 @@ _OUTPUTS = [
 
 
 def _feature_doc_tags(outputs: list) -> dict[str, str]:
-    tags = {}
+    tags: dict[str, str] = {}
     for name, _, unit, window, description in outputs:
-        tags[f"feature.{name}.description"] = f"{description} Unit: {unit}. Window: {window}."
-        tags[f"feature.{name}.unit"] = unit
-        tags[f"feature.{name}.window"] = window
+        tags.update(output_doc_tags(name, description, unit, window))
     return tags
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurelib import semantics as s
+from featurelib import tags
 from featurelib.engine import SORT_KEYS, compute_view, output_schema
 from featurelib.errors import OperationalError, unreadable
 from featurelib.paths import data_dir, features_dir, raw_dir, repo_option
@@ -111,7 +112,7 @@ def build_view(
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     events_read = rows = 0
     # The newest event the rows were computed from (``featurelib.freshness`` reads it).
-    schema = output_schema(view).with_metadata({"featurelib.max_event_us": str(raw.newest_us())})
+    schema = output_schema(view).with_metadata({tags.MAX_EVENT_US: str(raw.newest_us())})
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for chunk in _entity_chunks(_sorted_batches(view, raw, 500_000, threads), view.join_key, chunk_rows):

@@ -14,18 +14,15 @@ from feast.data_source import PushSource, RequestSource
 from feast.infra.offline_stores.file_source import FileSource
 from feast.on_demand_feature_view import OnDemandFeatureView
 
-ODFV_DOC_PREFIX = "feature."
+from featurelib import tags
 
 
 def _cell(text: object) -> str:
     return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ").strip()
 
 
-HIDDEN_TAG_PREFIXES = (ODFV_DOC_PREFIX, "expect.", "monitor.")
-
-
-def _tags(tags: dict[str, str]) -> str:
-    shown = {k: v for k, v in sorted(tags.items()) if not k.startswith(HIDDEN_TAG_PREFIXES)}
+def _tags(view_tags: dict[str, str]) -> str:
+    shown = {k: v for k, v in sorted(view_tags.items()) if not k.startswith(tags.HIDDEN_PREFIXES)}
     return ", ".join(f"`{k}={v}`" for k, v in shown.items()) or "none"
 
 
@@ -72,20 +69,20 @@ def _expectations(view: FeatureView) -> dict[str, str]:
 
     out = {e.feature: e.describe() for e in expectations_of(view)}
     for f in view.features:
-        if f.tags.get("monitor.drift") == "skip":
+        if not tags.drift_compared(f.tags):
             out[f.name] = "; ".join(filter(None, [out.get(f.name), "no drift check"]))
     return out
 
 
 def _view_section(view: FeatureView, repo: Path) -> list[str]:
     expectations = _expectations(view)
-    rows = [(f.name, _type(f.dtype), f.tags.get("unit", ""), f.tags.get("window", ""), expectations.get(f.name, ""),
+    rows = [(f.name, _type(f.dtype), f.tags.get(tags.UNIT, ""), f.tags.get(tags.WINDOW, ""), expectations.get(f.name, ""),
              f.description) for f in view.features]
     keys = ", ".join(f"`{k}`" for k in view.join_keys)
     return [
         f"### `{view.name}`", "", _cell(view.description), "",
         f"- Entity: {', '.join(view.entities)} ({keys}); TTL: {_ttl(view.ttl)}; online: {'yes' if view.online else 'no'}"
-        + (f"; fresh within {view.tags['freshness_max_age']}" if view.tags.get("freshness_max_age") else ""),
+        + (f"; fresh within {view.tags[tags.FRESHNESS_MAX_AGE]}" if view.tags.get(tags.FRESHNESS_MAX_AGE) else ""),
         f"- Source: `{view.stream_source.name if view.stream_source else view.batch_source.name}`, "
         f"{_source_location(view.stream_source or view.batch_source, repo)}",
         f"- Owner: {view.owner or 'none'}; tags: {_tags(view.tags)}", "",
@@ -100,10 +97,8 @@ def _odfv_section(odfv: OnDemandFeatureView) -> list[str]:
                 for r in sorted(odfv.source_request_sources.values(), key=lambda r: r.name)]
     rows = []
     for f in odfv.features:
-        tag = f"{ODFV_DOC_PREFIX}{f.name}."
-        rows.append((f.name, _type(f.dtype), odfv.tags.get(tag + "unit", f.tags.get("unit", "")),
-                     odfv.tags.get(tag + "window", f.tags.get("window", "")), "",
-                     odfv.tags.get(tag + "description", f.description)))
+        doc = tags.output_doc(odfv.tags, f)
+        rows.append((f.name, _type(f.dtype), doc["unit"], doc["window"], "", doc["description"]))
     return [
         f"### `{odfv.name}`", "", _cell(odfv.description), "",
         f"- Mode: {odfv.mode}; reads features {', '.join(sources) or 'none'}; request data {', '.join(requests) or 'none'}",

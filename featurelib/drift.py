@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from feast import FeatureStore, FeatureView
 from feast.monitoring.metrics_calculator import MetricsCalculator
 
-from featurelib import duck
+from featurelib import duck, tags
 from featurelib.timeutil import format_us
 from featurelib.validation import existing_offline_path, online_values, recent_entities
 
@@ -219,7 +219,7 @@ def plot(view: str, feature: str, reference: pa.Array, recent: pa.Array, path: P
 
 def compared_features(view: FeatureView) -> list[str]:
     """Features whose distribution is compared (not those tagged ``monitor.drift: skip``)."""
-    return [f.name for f in view.features if f.tags.get("monitor.drift") != "skip"]
+    return [f.name for f in view.features if tags.drift_compared(f.tags)]
 
 
 def _window(store: FeatureStore, view: FeatureView, start_us: int, end_us: int, limit: int) -> pa.Table:

@@ -18,10 +18,13 @@ from typing import Any
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 
+from featurelib import tags
 from featurelib.timeutil import SECOND, format_age, format_us, now_us, parse_duration
 from featurelib.validation import offline_path, online_values, recent_entities
 
-MAX_EVENT_KEY = b"featurelib.max_event_us"
+MAX_EVENT_KEY = tags.MAX_EVENT_US.encode()
+
+
 def max_event_us(store: FeatureStore, view: FeatureView) -> int | None:
     path = offline_path(store, view)
     if not path.is_file():
@@ -79,7 +82,7 @@ def freshness(store: FeatureStore, at_us: int | None = None, sample: int = 50) -
     at = at_us if at_us is not None else now_us()
     out = []
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
-        declared = view.tags.get("freshness_max_age")
+        declared = view.tags.get(tags.FRESHNESS_MAX_AGE)
         if not declared:
             continue
         max_age = parse_duration(declared)

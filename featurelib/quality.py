@@ -15,7 +15,7 @@ from typing import Any
 
 from feast import FeatureStore, FeatureView
 
-from featurelib import duck
+from featurelib import duck, tags
 from featurelib.timeutil import format_us, now_us
 from featurelib.validation import existing_offline_path, online_values, recent_entities
 
@@ -98,15 +98,7 @@ def _kind(view: FeatureView, feature: str) -> str:
 def expectations_of(view: FeatureView) -> list[Expectation]:
     out = []
     for f in view.features:
-        t = f.tags
-        e = Expectation(
-            view=view.name, feature=f.name,
-            min=float(t["expect.min"]) if "expect.min" in t else None,
-            max=float(t["expect.max"]) if "expect.max" in t else None,
-            allowed=tuple(t["expect.in"].split(",")) if "expect.in" in t else None,
-            max_null_share=float(t["expect.max_null_share"]) if "expect.max_null_share" in t else None,
-            kind=_kind(view, f.name),
-        )
+        e = Expectation(view=view.name, feature=f.name, kind=_kind(view, f.name), **tags.expectations(f.tags))
         if not e.empty:
             out.append(e)
     return out

@@ -20,6 +20,7 @@ import feast
 from feast import FeatureStore
 from google.protobuf.json_format import MessageToDict
 
+from featurelib import tags
 from featurelib.quality import expectations_of
 from featurelib.repo import UserError
 
@@ -73,7 +74,7 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
             hashed.add(view.name)
             for f in projection.features:
                 features.append({"name": f.name, "ref": f"{view.name}:{f.name}", "view": view.name, "type": _type(f.dtype),
-                                 "description": f.description, "unit": f.tags.get("unit"), "window": f.tags.get("window"),
+                                 "description": f.description, "unit": f.tags.get(tags.UNIT), "window": f.tags.get(tags.WINDOW),
                                  "expectations": expectations.get(f.name)})
         elif projection.name in odfvs:
             odfv = odfvs[projection.name]
@@ -83,11 +84,10 @@ def service_spec(store: FeatureStore, name: str) -> dict[str, Any]:
             digest.update(_canonical(odfv, repo))
             read_by_odfvs |= set(odfv.source_feature_view_projections)
             for f in projection.features:
-                tag = f"feature.{f.name}."
+                doc = tags.output_doc(odfv.tags, f)
                 features.append({"name": f.name, "ref": f"{odfv.name}:{f.name}", "view": odfv.name, "type": _type(f.dtype),
-                                 "description": odfv.tags.get(tag + "description", f.description),
-                                 "unit": odfv.tags.get(tag + "unit"), "window": odfv.tags.get(tag + "window"),
-                                 "expectations": None})
+                                 "description": doc["description"], "unit": doc["unit"] or None,
+                                 "window": doc["window"] or None, "expectations": None})
     for name in sorted(read_by_odfvs - hashed):  # views an on-demand view reads but the service does not list
         if name in views:
             digest.update(_canonical(views[name], repo))
