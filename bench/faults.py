@@ -515,10 +515,10 @@ def online_vs_batch(repo: Path, clock: dict[str, int], client) -> dict:
     from featurelib import contract, paths
     from featurelib import semantics as s
     from featurelib.batch import build_all
+    from featurelib.feature_data import offline_path, online_values
     from featurelib.pit import normalize, same
     from featurelib.repo import load_store
     from featurelib.timeutil import SECOND, now_us
-    from featurelib.validation import offline_path, online_values
 
     t = time.perf_counter()
     builds = build_all(paths.raw_dir(repo), paths.features_dir(repo))

@@ -28,9 +28,8 @@ share, mean, quantiles) come from Feast's own monitoring (``MetricsCalculator``)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,8 +38,9 @@ from feast import FeatureStore, FeatureView
 from feast.monitoring.metrics_calculator import MetricsCalculator
 
 from featurelib import duck, tags
+from featurelib.feature_data import existing_offline_path, online_values, recent_entities
+from featurelib.report import Report
 from featurelib.timeutil import format_us
-from featurelib.validation import existing_offline_path, online_values, recent_entities
 
 EPS = 1e-4
 MIN_EFFECT = 0.1
@@ -66,7 +66,7 @@ class FeatureDrift:
 
 
 @dataclass
-class DriftReport:
+class DriftReport(Report):
     reference: str
     recent: str
     psi_threshold: float
@@ -75,10 +75,6 @@ class DriftReport:
     @property
     def ok(self) -> bool:
         return not any(f.flagged for f in self.features)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reference": self.reference, "recent": self.recent, "psi_threshold": self.psi_threshold,
-                "features": [asdict(f) for f in self.features]}
 
     def render(self) -> str:
         lines = [f"Drift: {self.recent} against {self.reference} (PSI >= {self.psi_threshold} or a two-sample test "

@@ -12,15 +12,16 @@ for the batch one). Two ages are compared with it:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
 from feast import FeatureStore, FeatureView
 
 from featurelib import tags
+from featurelib.feature_data import offline_path, online_values, recent_entities
+from featurelib.report import Report
 from featurelib.timeutil import SECOND, format_age, format_us, now_us, parse_duration
-from featurelib.validation import offline_path, online_values, recent_entities
 
 MAX_EVENT_KEY = tags.MAX_EVENT_US.encode()
 
@@ -51,7 +52,7 @@ HINTS = {
 
 
 @dataclass
-class FreshnessReport:
+class FreshnessReport(Report):
     at: str
     views: list[ViewFreshness]
 
@@ -65,7 +66,7 @@ class FreshnessReport:
         return [HINTS[kind] for kind in HINTS if any(kind in v.stale for v in self.views)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "at": self.at, "views": [asdict(v) for v in self.views], "hints": self.hints}
+        return super().to_dict() | {"hints": self.hints}
 
     def render(self) -> str:
         lines = [f"Freshness at {self.at} (age of the newest data against each view's freshness_max_age)"]

@@ -9,7 +9,7 @@ must be identical: floats bit for bit, nulls equal to nulls, lists element by el
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,10 @@ import pandas as pd
 from feast import FeatureStore, FeatureView
 
 from featurelib import duck
+from featurelib.feature_data import offline_path, online_values
 from featurelib.repo import UserError, entity, quiet, require_redis, views_of
+from featurelib.report import Report
 from featurelib.timeutil import format_us, now_us
-from featurelib.validation import offline_path, online_values
 
 
 @dataclass
@@ -44,7 +45,7 @@ class ViewCheck:
 
 
 @dataclass
-class PitReport:
+class PitReport(Report):
     entity_type: str
     entity_id: str
     views: list[ViewCheck]
@@ -52,10 +53,6 @@ class PitReport:
     @property
     def ok(self) -> bool:
         return all(v.status == "match" for v in self.views)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"entity_type": self.entity_type, "entity_id": self.entity_id, "ok": self.ok,
-                "views": [asdict(v) for v in self.views]}
 
     def render(self) -> str:
         lines = [f"Point-in-time check of {self.entity_type} {self.entity_id}: online values against offline "

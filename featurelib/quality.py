@@ -16,8 +16,9 @@ from typing import Any
 from feast import FeatureStore, FeatureView
 
 from featurelib import duck, tags
+from featurelib.feature_data import existing_offline_path, online_values, recent_entities
+from featurelib.report import Report
 from featurelib.timeutil import format_us, now_us
-from featurelib.validation import existing_offline_path, online_values, recent_entities
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class FeatureQuality:
 
 
 @dataclass
-class QualityReport:
+class QualityReport(Report):
     start: str
     end: str
     max_violation_share: float
@@ -136,8 +137,7 @@ class QualityReport:
         return not any(self.failed(r) for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "start": self.start, "end": self.end, "max_violation_share": self.max_violation_share,
-                "results": [asdict(r) | {"failed": self.failed(r)} for r in self.results]}
+        return super().to_dict() | {"results": [asdict(r) | {"failed": self.failed(r)} for r in self.results]}
 
     def render(self) -> str:
         lines = [f"Data quality: offline rows from {self.start} to {self.end}, and online values of recent entities"]

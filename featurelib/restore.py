@@ -31,9 +31,10 @@ from typing import Any
 from feast import FeatureStore, FeatureView
 
 from featurelib import contract, duck, paths
+from featurelib.feature_data import existing_offline_path, offline_path
 from featurelib.repo import UserError, quiet, redis_client, require_redis
+from featurelib.report import Report
 from featurelib.timeutil import format_us, from_us, now_us, to_us
-from featurelib.validation import existing_offline_path, offline_path
 
 Progress = Callable[[str], None]
 
@@ -55,7 +56,7 @@ class ViewRestore:
 
 
 @dataclass
-class RestoreReport:
+class RestoreReport(Report):
     repo: str
     end: str  # rows up to this instant were materialized
     built: bool

@@ -23,9 +23,10 @@ import pandas as pd
 from feast import FeatureStore, FeatureView
 
 from featurelib import contract
+from featurelib.feature_data import online_values
 from featurelib.pit import normalize, same
 from featurelib.repo import UserError, quiet, redis_client
-from featurelib.validation import online_values
+from featurelib.report import Report
 
 
 @dataclass
@@ -45,7 +46,7 @@ class FeatureSkew:
 
 
 @dataclass
-class SkewReport:
+class SkewReport(Report):
     entities: dict[str, int]
     max_mismatch_rate: float
     features: list[FeatureSkew]

@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,9 @@ from feast.diff.property_diff import TransitionType
 from feast.repo_contents import RepoContents
 from feast.type_map import feast_value_type_to_pa
 
-from featurelib import contract, duck
-from featurelib.repo import UserError, feature_refs, quiet, redis_address, redis_client, registry_file, require_redis
+from featurelib import contract, duck, report
+from featurelib.feature_data import existing_offline_path, offline_path, online_values, recent_entities
+from featurelib.repo import quiet, redis_address, redis_client, registry_file, require_redis
 from featurelib.timeutil import format_age, format_us, now_us, to_us
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -66,7 +67,7 @@ class Check:
 
 
 @dataclass
-class Report:
+class Report(report.Report):
     repo: str
     project: str
     checks: list[Check]
@@ -74,9 +75,6 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(c.status != FAIL for c in self.checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"repo": self.repo, "project": self.project, "ok": self.ok, "checks": [asdict(c) for c in self.checks]}
 
     def render(self) -> str:
         lines = [f"Feature store validation: {self.repo} (project {self.project})"]
@@ -203,19 +201,6 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual.equals(expected)
 
 
-def offline_path(store: FeatureStore, view: FeatureView) -> Path:
-    path = Path(view.batch_source.path)
-    return path if path.is_absolute() else Path(store.repo_path) / path
-
-
-def existing_offline_path(store: FeatureStore, view: FeatureView) -> Path:
-    """``offline_path``, or a ``UserError`` when the file is not there."""
-    path = offline_path(store, view)
-    if not path.is_file():
-        raise UserError(f"the offline file of {view.name} does not exist: {path} (run python -m featurelib.batch)")
-    return path
-
-
 def check_offline(store: FeatureStore) -> Check:
     details, data, problems = [], {}, []
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
@@ -247,45 +232,6 @@ def check_offline(store: FeatureStore) -> Check:
         return Check("offline sources", FAIL, summary, problems + details, {"views": data, "problems": problems})
     return Check("offline sources", OK, f"{len(data)} Parquet files readable with the expected schema", details,
                  {"views": data})
-
-
-def recent_entities(store: FeatureStore, view: FeatureView, n: int, at_us: int | None = None) -> list[str]:
-    """The ``n`` entities of ``view`` with the latest offline rows at or before ``at_us`` (default: now)."""
-    key = view.join_keys[0]
-    at = format_us(at_us if at_us is not None else now_us())
-    rows = duck.rows(
-        f"SELECT {key} FROM {duck.parquet(existing_offline_path(store, view))} "
-        f"WHERE event_timestamp <= TIMESTAMPTZ '{at}' GROUP BY {key} ORDER BY max(event_timestamp) DESC, {key} "
-        f"LIMIT {int(n)}")
-    return [r[0] for r in rows]
-
-
-def online_values(store: FeatureStore, view: FeatureView, ids: list[str]) -> list[dict[str, Any]]:
-    """Per entity: ``{"values": {feature: value}, "present": bool, "event_us": int | None}``.
-
-    ``present`` means the online store holds a row for the entity: a PRESENT status with an
-    event timestamp (``event_us``, the latest over the view's features)."""
-    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-
-    key = view.join_keys[0]
-    with quiet():
-        response = store.get_online_features(features=feature_refs(view), entity_rows=[{key: i} for i in ids])
-    proto = response.proto
-    names = list(proto.metadata.feature_names.val)
-    table = response.to_dict()
-    out = []
-    for row in range(len(ids)):
-        present, stamps = False, []
-        for col, result in zip(names, proto.results):
-            if col == key:
-                continue
-            ts = result.event_timestamps[row]
-            if ts.seconds or ts.nanos:  # Feast's built-in store says PRESENT for missing entities, with no time
-                stamps.append(ts.seconds * 1_000_000 + ts.nanos // 1_000)
-                present = present or result.statuses[row] == FieldStatus.PRESENT
-        out.append({"values": {f.name: table[f.name][row] for f in view.features}, "present": present,
-                    "event_us": max(stamps) if stamps else None})
-    return out
 
 
 def check_online(store: FeatureStore, sample: int = 50) -> Check:

@@ -134,9 +134,9 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
 
     from featurelib import semantics
     from featurelib.batch import build_all
+    from featurelib.feature_data import offline_path, online_values
     from featurelib.pit import same
     from featurelib.repo import load_store
-    from featurelib.validation import offline_path, online_values
 
     build_all(paths.raw_dir(repo), paths.features_dir(repo))
     if clock is None:

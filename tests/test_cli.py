@@ -11,8 +11,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from featurelib.feature_data import offline_path
 from featurelib.redis_server import free_port
-from featurelib.validation import offline_path
 from tests.conftest import ROOT, Repo, copy_repo, feast_cli, feature_utils, run
 
 CLI = [sys.executable, "feature_utils.py"]

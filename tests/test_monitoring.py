@@ -216,7 +216,7 @@ def test_quality_catches_out_of_range_offline_values(repo: Repo) -> None:
 
 
 def test_quality_catches_a_corrupted_online_value(repo: Repo, redis_server) -> None:
-    from featurelib.validation import recent_entities
+    from featurelib.feature_data import recent_entities
 
     store = repo.store()
     user = recent_entities(store, store.get_feature_view("user_engagement_5m"), 1)[0]

@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+from featurelib.feature_data import offline_path, online_values
 from featurelib.pit import same
 from featurelib.repo import quiet
-from featurelib.validation import offline_path, online_values
 from tests.conftest import Repo
 
 VIEWS = ["transaction_stats_5m", "card_profile_24h", "device_activity_24h", "user_engagement_5m", "session_activity"]

@@ -23,13 +23,13 @@ import pytest
 
 from featurelib import paths
 from featurelib.batch import build_all
+from featurelib.feature_data import online_values
 from featurelib.generate import GeneratorConfig, generate, write_table
 from featurelib.raw_events import TRANSACTION_SCHEMA
 from featurelib.redis_server import RedisServer, free_port
 from featurelib.repo import load_store
 from featurelib.stream.replay import replay
 from featurelib.timeutil import DAY, SECOND, now_us
-from featurelib.validation import online_values
 from tests.conftest import run
 from tests.processes import (
     STREAMS,

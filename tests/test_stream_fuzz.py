@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from featurelib.feature_data import online_values
 from featurelib.raw_events import MAX_AHEAD_US, MAX_AMOUNT_CENTS, MAX_TEXT_CHARS, MIN_EVENT_US, REQUIRED, SCHEMAS
 from featurelib.redis_server import RedisServer
 from featurelib.repo import load_store
 from featurelib.timeutil import SECOND, now_us
-from featurelib.validation import online_values
 from tests.processes import (
     STREAMS,
     Processor,

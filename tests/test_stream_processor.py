@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from featurelib import paths
+from featurelib.feature_data import online_values
 from featurelib.generate import GeneratorConfig, generate
 from featurelib.repo import load_store
 from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 from featurelib.stream.replay import replay
 from featurelib.timeutil import SECOND, now_us
-from featurelib.validation import online_values
 from tests.conftest import copy_repo, feast_cli, set_project
 from tests.processes import assert_online_equals_batch
 

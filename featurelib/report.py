@@ -1,0 +1,23 @@
+"""What every check and audit returns (validate, validate-pit, quality, freshness, drift,
+skew-audit, restore-online): a report that is ``ok`` or not (exit code 0 or 1 in
+``feature_utils.py``), printable as text (``render``) or JSON (``to_dict``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+
+class Report:
+    """Base of the report dataclasses. ``to_dict`` is ``ok`` followed by the dataclass's fields;
+    a report with derived fields in its JSON extends it."""
+
+    @property
+    def ok(self) -> bool:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, **asdict(self)}  # type: ignore[call-overload]  (subclasses are dataclasses)
+
+    def render(self) -> str:
+        raise NotImplementedError
