@@ -1,4 +1,5 @@
-"""Narrow fixes for Feast 0.67 behaviour that this repository's users would trip over.
+"""Narrow fixes for Feast 0.67 behaviour that this repository's users would trip over, and
+the one adapter over Feast's private API (the functions at the end of this module).
 
 ``featurelib.online_store`` applies them on import. Feast imports that module for every
 ``feast`` command and every ``FeatureStore`` of this repository, because
@@ -8,7 +9,14 @@ Each is tested (``tests/test_feast_compat.py``) and documented in ``docs/FEAST_N
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from feast import utils
 from feast.errors import FeastObjectNotFoundException
+
+T = TypeVar("T")
 
 
 class UnknownFeatureError(FeastObjectNotFoundException, KeyError):
@@ -151,3 +159,73 @@ def apply() -> None:
     _registry_dump_handles_python_odfvs()
     _unknown_feature_is_not_found()
     _feature_services_built_once_per_registry()
+
+
+# ------------------------------------------------------------------- Feast's private API
+# Every private Feast function or attribute this repository uses, named for what it does here.
+# They may change in any Feast release; this is the one place to adapt.
+
+
+def utc_now() -> datetime:
+    """Feast's clock (``feast.utils._utc_now``): the store and the provider read it, so a test
+    that freezes Feast's clock freezes theirs."""
+    return utils._utc_now()
+
+
+def arrow_to_rows(batch: Any, view: Any, join_keys: dict) -> list:
+    """Feast's conversion of an Arrow batch to ``online_write_batch`` rows."""
+    return utils._convert_arrow_to_proto(batch, view, join_keys)
+
+
+def unique_entities(view: Any, join_key_values: dict, entity_name_to_join_key_map: dict) -> tuple:
+    """Feast's de-duplication of a request's entity rows: (values, indexes, output length)."""
+    return utils._get_unique_entities(view, join_key_values, entity_name_to_join_key_map)
+
+
+def entity_key_protos(values: Any) -> list:
+    return utils._get_entity_key_protos(values)
+
+
+def populate_response(requested: list, rows: list, idxs: Any, response: Any, full_feature_names: bool,
+                      view: Any, output_len: int, include_meta: bool) -> None:
+    """Feast's filling of an online response from one view's rows."""
+    utils._populate_response_from_feature_data(requested, rows, idxs, response, full_feature_names, view,
+                                               output_len, include_meta)
+
+
+def parse_feature_ref(ref: str) -> tuple:
+    """``view[@version]:feature`` -> (view, version, feature), as Feast parses it."""
+    return utils._parse_feature_ref(ref)
+
+
+def cached_request_context(registry: Any, project: str, features: Any, full_feature_names: bool) -> Any:
+    """Feast's resolution of a request's feature references (views, join keys, request fields)."""
+    return utils._get_cached_request_context(registry, project, features, full_feature_names)
+
+
+def parse_redis_connection_string(text: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """Nodes and client keyword arguments, as Feast's Redis store parses its connection string."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    return RedisOnlineStore._parse_connection_string(text)
+
+
+def online_store_of(store: Any) -> Any:
+    """The online store object a ``FeatureStore`` uses (its provider's)."""
+    return store._get_provider().online_store
+
+
+def online_client(store: Any) -> Any:
+    """The redis-py client of the configured online store, this repository's or Feast's own
+    Redis store (both build it in ``_get_client``)."""
+    return online_store_of(store)._get_client(store.config.online_store)
+
+
+def cached_on(obj: Any, key: str, build: Callable[[], T]) -> T:
+    """A value kept on a Feast object (in its ``__dict__``, beside Feast's own attributes): Feast
+    hands the same registry objects to every call until the registry is refreshed, so whatever
+    is derived from one is built once."""
+    value = obj.__dict__.get(key)
+    if value is None:
+        value = obj.__dict__[key] = build()
+    return value

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from feast import Entity, FeatureView, RepoConfig, utils
+from feast import Entity, FeatureView, RepoConfig
 from feast.infra.online_stores.helpers import compute_versioned_name
 from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisType
@@ -125,7 +125,7 @@ _US = timedelta(microseconds=1)
 
 def _now_us() -> int:
     """The store's clock (Feast's), integer microseconds since the epoch."""
-    return _us_of(utils._utc_now())
+    return _us_of(feast_compat.utc_now())
 
 
 def _us_of(ts: datetime | None) -> int:
@@ -249,10 +249,7 @@ class _ViewCodecs:
 def _read_codecs(table: FeatureView) -> _ViewCodecs:
     """The view's codecs, built once per view object: Feast passes the same registry objects
     to every read until the registry is refreshed, and building them costs ~30 µs a view."""
-    codecs = table.__dict__.get("_featurelib_codecs")
-    if codecs is None:
-        codecs = table.__dict__["_featurelib_codecs"] = _ViewCodecs(table)
-    return codecs
+    return feast_compat.cached_on(table, "_featurelib_codecs", lambda: _ViewCodecs(table))
 
 
 class RedisHashOnlineStore(OnlineStore):
@@ -339,7 +336,7 @@ class RedisHashOnlineStore(OnlineStore):
                                                  cfg.write_batch_size)
         if commands is None:
             join_keys = {e.name: e.dtype.to_value_type() for e in table.entity_columns}
-            self.online_write_batch(config, table, utils._convert_arrow_to_proto(batch, table, join_keys), None)
+            self.online_write_batch(config, table, feast_compat.arrow_to_rows(batch, table, join_keys), None)
             return
         client = self.client(config)
         refusals = Refusals(table.name)
@@ -451,9 +448,9 @@ class RedisHashOnlineStore(OnlineStore):
         prefix = config.online_store.key_prefix
         work = []
         for table, requested in grouped_refs:
-            values, idxs, output_len = utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
+            values, idxs, output_len = feast_compat.unique_entities(table, join_key_values, entity_name_to_join_key_map)
             name = stored_name(config, table)
-            keys = [key_of(prefix, ek, name) for ek in utils._get_entity_key_protos(values)]
+            keys = [key_of(prefix, ek, name) for ek in feast_compat.entity_key_protos(values)]
             work.append((table, list(requested), keys, idxs, output_len))
         return work
 
@@ -463,8 +460,8 @@ class RedisHashOnlineStore(OnlineStore):
         for table, requested, keys, idxs, output_len in work:
             rows, stale, unparsable = self._rows(table, requested, results[offset: offset + len(keys)], now_us)
             offset += len(keys)
-            utils._populate_response_from_feature_data(requested, rows, idxs, response, full_feature_names, table,
-                                                       output_len, include_meta)
+            feast_compat.populate_response(requested, rows, idxs, response, full_feature_names, table, output_len,
+                                           include_meta)
             if stale or unparsable:
                 vectors = response.results[len(response.results) - len(requested):]
                 destinations = tuple(idxs)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from feast.infra.online_stores.redis import RedisOnlineStore as FeastRedisOnlineStore
 from feast.infra.online_stores.redis import RedisType
+
+from featurelib import feast_compat
 
 if TYPE_CHECKING:
     from featurelib.online_store import RedisHashOnlineStoreConfig
@@ -29,7 +30,7 @@ def _truthy(value: str | None) -> bool:
 def connection_params(cfg: RedisHashOnlineStoreConfig) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """Nodes and client keyword arguments, parsed as Feast's store parses them, with
     ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` from the environment."""
-    nodes, params = FeastRedisOnlineStore._parse_connection_string(cfg.connection_string)
+    nodes, params = feast_compat.parse_redis_connection_string(cfg.connection_string)
     if "password" not in params and os.environ.get("REDIS_PASSWORD"):
         params["password"] = os.environ["REDIS_PASSWORD"]
     if _truthy(os.environ.get("REDIS_SSL")):

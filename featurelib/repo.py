@@ -11,6 +11,7 @@ from pathlib import Path
 
 from feast import Entity, FeatureStore, FeatureView
 
+from featurelib import feast_compat
 from featurelib.paths import locate_repo
 
 
@@ -75,9 +76,7 @@ def feature_refs(view: FeatureView) -> list[str]:
 
 def redis_client(store: FeatureStore):
     """A redis-py client built exactly as the configured online store builds its own."""
-    provider = store._get_provider()
-    online = provider.online_store
-    return online._get_client(store.config.online_store)
+    return feast_compat.online_client(store)
 
 
 def redis_address(store: FeatureStore) -> str:

@@ -75,3 +75,21 @@ def test_plan_ignores_materialization_intervals_and_source_timestamps() -> None:
     assert changed.transition_type == TransitionType.UPDATE
     assert [p.property_name for p in changed.feast_object_property_diffs] == ["description"]
 
+
+
+def test_the_private_api_adapter_matches_the_installed_feast() -> None:
+    """The functions over Feast's private API (featurelib/feast_compat.py) still do what this
+    repository relies on with the installed Feast."""
+    from types import SimpleNamespace
+
+    from featurelib import feast_compat
+
+    assert feast_compat.utc_now().tzinfo is not None
+    assert feast_compat.parse_feature_ref("view:feature") == ("view", None, "feature")
+    nodes, params = feast_compat.parse_redis_connection_string("redis.example:6380,password=s3cret,ssl=true")
+    assert nodes == [{"host": "redis.example", "port": "6380"}] and params["password"] == "s3cret" and params["ssl"]
+    built = []
+    holder = SimpleNamespace()
+    for _ in range(3):
+        assert feast_compat.cached_on(holder, "_k", lambda: built.append(1) or "value") == "value"
+    assert built == [1]

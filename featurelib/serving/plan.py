@@ -39,12 +39,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from feast import utils
 from feast.feature_service import FeatureService
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.value_type import ValueType
 
-from featurelib import contract
+from featurelib import contract, feast_compat
 from featurelib.errors import BadRequestError
 from featurelib.serving import observe
 
@@ -188,7 +187,7 @@ class ReadPlan:
         self.odfvs: list[OnDemandRead] = []
         wanted_by_view: dict[str, set[str]] = {}
         for ref in feature_refs:
-            view_name, _, feature_name = utils._parse_feature_ref(ref)
+            view_name, _, feature_name = feast_compat.parse_feature_ref(ref)
             wanted_by_view.setdefault(view_name, set()).add(feature_name)
         for odfv in odfvs:
             for source in odfv.source_request_sources.values():
@@ -397,7 +396,7 @@ def _hidden_columns(odfv: Any, odfvs: Sequence[Any], feature_refs: Sequence[str]
     odfv_names = {(o.projection.name_alias if o.projection else None) or o.name for o in odfvs}
     hidden: set[str] = set()
     for ref in feature_refs:
-        view_name, _, feature_name = utils._parse_feature_ref(ref)
+        view_name, _, feature_name = feast_compat.parse_feature_ref(ref)
         if view_name in odfv_names:
             continue
         if view_name not in declared:
@@ -522,7 +521,7 @@ class ReadPlans:
         hit = self._plans.get(key)
         if hit is not None and stamp is not None and hit[0] == stamp and callable(is_valid) and is_valid():
             return hit[1]
-        ctx = utils._get_cached_request_context(registry, project, features, full_feature_names)
+        ctx = feast_compat.cached_request_context(registry, project, features, full_feature_names)
         compiled = ReadPlan.compile(ctx, full_feature_names, include_metadata, prefix)
         with self._lock:
             if len(self._plans) >= _MAX_PLANS:

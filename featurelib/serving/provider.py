@@ -22,7 +22,6 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from feast import utils
 from feast.infra.passthrough_provider import PassthroughProvider
 from feast.online_response import OnlineResponse
 from feast.protos.feast.types.Value_pb2 import RepeatedValue
@@ -36,6 +35,7 @@ try:
 except ImportError:  # redis-py without hiredis: its own pipeline
     _pack = None
 
+from featurelib import feast_compat
 from featurelib.errors import StoreUnavailableError, first_line
 from featurelib.serving import observe
 from featurelib.serving.plan import BoundRequest, ReadPlan, ReadPlans
@@ -69,7 +69,7 @@ class ServingProvider(PassthroughProvider):
                                                include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
         replies = read_sync(self.online_store.client(config), request)
-        return ColumnarOnlineResponse(request.result(replies, to_us(utils._utc_now())))
+        return ColumnarOnlineResponse(request.result(replies, to_us(feast_compat.utc_now())))
 
     async def get_online_features_async(self, config, features, entity_rows, registry, project,
                                         full_feature_names=False,
@@ -81,7 +81,7 @@ class ServingProvider(PassthroughProvider):
                                                            full_feature_names, include_feature_view_version_metadata)
         request = plan.bind(entity_rows)
         replies = await read_async(await self.online_store.client_async(config), request)
-        return ColumnarOnlineResponse(request.result(replies, to_us(utils._utc_now())))
+        return ColumnarOnlineResponse(request.result(replies, to_us(feast_compat.utc_now())))
 
 
 def _has_protos(entity_rows: Any) -> bool:

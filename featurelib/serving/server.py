@@ -36,6 +36,7 @@ from typing import Any
 
 from feast.errors import FeastError, FeatureNameCollisionError
 
+from featurelib import feast_compat
 from featurelib.errors import StoreUnavailableError, first_line
 from featurelib.serving import observe
 from featurelib.serving.plan import ReadPlans
@@ -120,7 +121,7 @@ class FeatureServer:
         self.store = await asyncio.to_thread(load_store, self.repo)
         await asyncio.to_thread(self.store.refresh_registry)
         self._registry_mtime = self._mtime()
-        online = self.store._get_provider().online_store
+        online = feast_compat.online_store_of(self.store)
         if not isinstance(online, RedisHashOnlineStore):
             raise RuntimeError("the feature server needs online_store type featurelib.online_store.RedisHashOnlineStore")
         # Connecting has its own timeout; every exchange is bounded by the request's deadline.
