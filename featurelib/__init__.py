@@ -19,7 +19,8 @@ Feast plugins (named in ``feature_store.yaml``) and the stream contract
   a row's form in Redis (``json_values``: the JSON text of composite values);
 * ``redis_writer``  the one writer of rows (script, pipelining, clusters, sync and async);
 * ``redis_connection`` redis-py clients from the online store's settings;
-* ``online_store``  the Redis online store; ``arrow_rows`` its column-wise write path;
+* ``online_store``  the Redis online store; ``arrow_rows`` and ``proto_rows`` turn Arrow batches and
+  Feast's protos into contract rows;
 * ``offline_store`` Feast's DuckDB store with ``ASOF JOIN`` point-in-time joins (``asof_join``);
 * ``materialization`` ``feast materialize`` handing Arrow batches to the online store;
 * ``serving``       the compiled read path (provider) and the HTTP feature server;
