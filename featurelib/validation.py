@@ -394,7 +394,6 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
     details, problems, data = [], [], {}
     latest_us = now_us() + contract.MAX_AHEAD_US
     for name, view in sorted(views.items()):
-        codecs = {f.name: f.dtype.to_value_type() for f in view.features}
         keys = []
         for key in client.scan_iter(match=contract.scan_pattern(prefix, name), count=500):
             keys.append(key)
@@ -405,38 +404,60 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
             pipe.hgetall(key)
             pipe.pttl(key)
         replies = pipe.execute() if keys else []
-        found = []
-        for key, fields, pttl in zip(keys, replies[0::2], replies[1::2]):
-            k = key.decode()
-            try:
-                parsed = contract.parse_key(k)
-                if parsed.entity_type != contract.entity_type(view.join_keys or [view.entity_columns[0].name]):
-                    found.append(f"{k}: entity type {parsed.entity_type!r} does not match the view's join keys")
-            except ValueError as exc:
-                found.append(str(exc))
-            text = {f.decode(): v for f, v in fields.items()}
-            raw_ts = text.pop(contract.EVENT_TS, None)
-            text.pop(contract.CREATED_TS, None)
-            if raw_ts is None or not raw_ts.strip().isdigit():
-                found.append(f"{k}: no valid {contract.EVENT_TS}")
-            elif int(raw_ts) > latest_us:
-                found.append(f"{k}: {contract.EVENT_TS} {format_us(int(raw_ts))} is more than "
-                             f"{contract.MAX_AHEAD_US // 1_000_000} s ahead: reads ignore it until a write replaces it")
-            for field_name, value in text.items():
-                if field_name not in codecs:
-                    found.append(f"{k}: unknown field {field_name!r}")
-                    continue
-                try:
-                    contract.decode_python(codecs[field_name], value)
-                except (ValueError, TypeError) as exc:
-                    shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-                    found.append(f"{k}: {field_name}={shown[:40]!r} is not a valid {codecs[field_name].name} ({exc})")
-            if view.ttl and pttl == -1:
-                found.append(f"{k}: no TTL, but the view's ttl is {view.ttl}")
+        found = [problem for key, fields, pttl in zip(keys, replies[0::2], replies[1::2])
+                 for problem in _hash_problems(view, key.decode(), fields, pttl, latest_us)]
         data[name] = {"sampled": len(keys), "problems": len(found)}
         details.append(f"{name:<22} {len(keys)} hashes sampled, {len(found)} problems")
         problems += found
-    orphans, foreign, scanned = {}, 0, 0
+    orphans, foreign, scanned = _unregistered(client, prefix, set(views), scan_limit)
+    for view_name, count in sorted(orphans.items()):
+        problems.append(f"{count} hash(es) of {view_name!r}, which is not a registered feature view")
+    if foreign:
+        problems.append(f"{foreign} key(s) under {prefix!r}: that do not follow the key grammar")
+    data.update(scanned=scanned, orphans=orphans, foreign=foreign, problems=problems[:100])
+    if problems:
+        return Check("stream contract", FAIL, f"{len(problems)} problem(s) in Redis hashes", problems[:20] + details, data)
+    return Check("stream contract", OK, f"sampled hashes follow the contract; {scanned:,} keys scanned, no orphans",
+                 details, data)
+
+
+def _hash_problems(view: FeatureView, k: str, fields: dict[bytes, bytes], pttl: int, latest_us: int) -> list[str]:
+    """What is wrong with one hash ``k`` of ``view`` (its fields and its PTTL), if anything."""
+    found = []
+    try:
+        parsed = contract.parse_key(k)
+        if parsed.entity_type != contract.entity_type(view.join_keys or [view.entity_columns[0].name]):
+            found.append(f"{k}: entity type {parsed.entity_type!r} does not match the view's join keys")
+    except ValueError as exc:
+        found.append(str(exc))
+    text = {f.decode(): v for f, v in fields.items()}
+    raw_ts = text.pop(contract.EVENT_TS, None)
+    text.pop(contract.CREATED_TS, None)
+    if raw_ts is None or not raw_ts.strip().isdigit():
+        found.append(f"{k}: no valid {contract.EVENT_TS}")
+    elif int(raw_ts) > latest_us:
+        found.append(f"{k}: {contract.EVENT_TS} {format_us(int(raw_ts))} is more than "
+                     f"{contract.MAX_AHEAD_US // 1_000_000} s ahead: reads ignore it until a write replaces it")
+    types = {f.name: f.dtype.to_value_type() for f in view.features}
+    for field_name, value in text.items():
+        if field_name not in types:
+            found.append(f"{k}: unknown field {field_name!r}")
+            continue
+        try:
+            contract.decode_python(types[field_name], value)
+        except (ValueError, TypeError) as exc:
+            shown = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            found.append(f"{k}: {field_name}={shown[:40]!r} is not a valid {types[field_name].name} ({exc})")
+    if view.ttl and pttl == -1:
+        found.append(f"{k}: no TTL, but the view's ttl is {view.ttl}")
+    return found
+
+
+def _unregistered(client: Any, prefix: str, views: set[str], scan_limit: int) -> tuple[dict[str, int], int, int]:
+    """Hashes under ``prefix`` of views not in ``views`` (count per view), keys that do not follow
+    the key grammar, and keys scanned (at most ``scan_limit``)."""
+    orphans: dict[str, int] = {}
+    foreign = scanned = 0
     for key in client.scan_iter(match=contract.scan_pattern(prefix), count=1000):
         scanned += 1
         try:
@@ -448,15 +469,7 @@ def check_contract(store: FeatureStore, sample: int = 200, scan_limit: int = 20_
             orphans[view_name] = orphans.get(view_name, 0) + 1
         if scanned >= scan_limit:
             break
-    for view_name, count in sorted(orphans.items()):
-        problems.append(f"{count} hash(es) of {view_name!r}, which is not a registered feature view")
-    if foreign:
-        problems.append(f"{foreign} key(s) under {prefix!r}: that do not follow the key grammar")
-    data.update(scanned=scanned, orphans=orphans, foreign=foreign, problems=problems[:100])
-    if problems:
-        return Check("stream contract", FAIL, f"{len(problems)} problem(s) in Redis hashes", problems[:20] + details, data)
-    return Check("stream contract", OK, f"sampled hashes follow the contract; {scanned:,} keys scanned, no orphans",
-                 details, data)
+    return orphans, foreign, scanned
 
 
 def validate(store: FeatureStore) -> Report:
