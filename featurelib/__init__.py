@@ -30,7 +30,9 @@ Feast plugins (named in ``feature_store.yaml``) and the stream contract
 Using the repository (the library behind ``feature_utils.py``)
 
 * ``repo``, ``paths``, ``errors``: loading the repository, where things live, one-line errors;
-* ``validation``, ``pit``, ``skew``, ``quality``, ``drift``, ``freshness``: checks and audits;
+* ``validation``, ``coverage``, ``pit``, ``skew``, ``quality``, ``drift``, ``freshness``: checks and audits,
+  over one data access layer (``feature_data``) and one report base (``report``), tags read and
+  written through ``tags``;
 * ``docs``, ``spec``, ``training``, ``model_registry``: documentation, specs, training sets, MLflow;
 * ``restore``, ``demo``, ``redis_server``: rebuilding the online store, ``make demo``, private Redis.
 """

@@ -4,8 +4,24 @@ skew-audit, restore-online): a report that is ``ok`` or not (exit code 0 or 1 in
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+"""How a check ends."""
+MARK = {OK: "✅", WARN: "⚠️ ", FAIL: "❌"}
+
+
+@dataclass
+class Check:
+    """One check of a report: its name, how it ended (``OK``, ``WARN``, ``FAIL``), a one-line
+    summary, lines of detail, and the data its JSON carries."""
+
+    name: str
+    status: str
+    summary: str
+    details: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Report:

@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 
 from featurelib import contract, duck
+from featurelib.coverage import check_coverage, coverage_status, expected_online
 from featurelib.feature_data import offline_path
 from featurelib.redis_server import free_port
+from featurelib.report import FAIL, OK, WARN
 from featurelib.restore import count_keys
 from featurelib.timeutil import format_us, now_us, to_us
-from featurelib.validation import FAIL, OK, WARN, check_coverage, coverage_status, expected_online
 from tests.conftest import TINY, Repo, copy_repo, feature_utils, make_repo, run, set_project
 
 VIEWS = {"card_profile_24h", "device_activity_24h", "session_activity", "transaction_stats_5m", "user_engagement_5m"}
