@@ -143,11 +143,12 @@ def test_largest_amounts_exactly_on_window_edges() -> None:
 # ------------------------------------------------------------------------- stream core
 
 
-def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator) -> dict[tuple[str, str, int], dict]:
+def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator, path: str) -> dict[tuple[str, str, int], dict]:
     """Events through ``StreamCore.step`` in time order, in random micro-batches, on the event
     clock; the last emission per (view, entity, instant), as Redis would hold it."""
     events = events.take(pa.array(np.argsort(column_us(events.column("event_timestamp")), kind="stable")))
-    core = StreamCore(lateness_us=0, now_us=0, kinds=(kind,))
+    core = StreamCore(lateness_us=0, now_us=0, kinds=(kind,), reference_max_entities=-1 if path == "engine" else 10**9,
+                      reference_max_cost=10**18)  # every step by the engine, or every step by the reference
     emitted: dict[tuple[str, str, int], dict] = {}
 
     def record(result) -> None:
@@ -168,14 +169,10 @@ def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator) -> dict[
 
 @pytest.mark.parametrize("path", ["engine", "reference"])
 @pytest.mark.parametrize("kind", ["max_or_zero", "mixed"])
-def test_stream_core_at_the_largest_amounts(path: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import featurelib.stream.core as core_module
-
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_ENTITIES", -1 if path == "engine" else 10**9)
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_COST", 10**18)
+def test_stream_core_at_the_largest_amounts(path: str, kind: str) -> None:
     rng = np.random.default_rng([5, len(kind), len(path)])
     events = _transactions(rng, 60, kind)
-    emitted = _stream_rows(events, s.TRANSACTIONS, rng)
+    emitted = _stream_rows(events, s.TRANSACTIONS, rng, path)
     for view in AMOUNT_VIEWS:
         expected = s.reference_rows(view, records(events))
         got = [emitted[(view.name, r[view.join_key], r["event_timestamp"])] for r in expected]
@@ -216,14 +213,10 @@ def test_thousands_of_clicks_at_the_largest_dwell(view: s.ViewSemantics) -> None
 
 
 @pytest.mark.parametrize("path", ["engine", "reference"])
-def test_stream_core_at_the_largest_dwell_and_scroll(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import featurelib.stream.core as core_module
-
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_ENTITIES", -1 if path == "engine" else 10**9)
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_COST", 10**18)
+def test_stream_core_at_the_largest_dwell_and_scroll(path: str) -> None:
     rng = np.random.default_rng([8, len(path)])
     events = _clickstream(rng, 60, "max", span=HOUR)
-    emitted = _stream_rows(events, s.CLICKSTREAM, rng)
+    emitted = _stream_rows(events, s.CLICKSTREAM, rng, path)
     for view in CLICK_VIEWS:
         expected = s.reference_rows(view, records(events))
         got = [emitted[(view.name, r[view.join_key], r["event_timestamp"])] for r in expected]

@@ -147,11 +147,10 @@ def stream_rows(feed: str, path: str) -> dict[tuple[str, str, int], dict[str, An
 
     compute = core_module.compute_view
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(core_module, "REFERENCE_MAX_ENTITIES", -1 if path == "engine" else 10**9)
-        mp.setattr(core_module, "REFERENCE_MAX_COST", 10**18)
         mp.setattr(core_module, "compute_view", counted)
         # Reverse time order is out of order by up to the events' span: allow that much lateness.
-        core = StreamCore(lateness_us=7 * DAY if feed == "reverse_time_order" else 0, now_us=0)
+        core = StreamCore(lateness_us=7 * DAY if feed == "reverse_time_order" else 0, now_us=0,
+                          reference_max_entities=-1 if path == "engine" else 10**9, reference_max_cost=10**18)
         tables = {kind: raw_table(kind) for kind in golden_events()}
         steps: list[dict[str, pa.Table]] = []
         if feed == "one_step":

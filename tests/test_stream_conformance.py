@@ -32,8 +32,10 @@ def _arrival_order(rng: np.random.Generator, table: pa.Table, jitter: int) -> tu
     return table.take(pa.array(order)), arrival[order]
 
 
-def _run(seed: int, clock: str, sizes: tuple[int, int] = (1, 60), chunk_max: int = 8) -> tuple[dict, dict, dict, int]:
-    """Random streams of ``sizes`` events each, read ``0..chunk_max - 1`` events per stream per step."""
+def _run(seed: int, clock: str, sizes: tuple[int, int] = (1, 60), chunk_max: int = 8,
+         **thresholds: int) -> tuple[dict, dict, dict, int]:
+    """Random streams of ``sizes`` events each, read ``0..chunk_max - 1`` events per stream per step;
+    ``thresholds``: ``StreamCore``'s reference thresholds."""
     rng = np.random.default_rng([seed, 7])
     lateness = int(rng.choice([0, SECOND, MINUTE, 10 * MINUTE]))
     streams = {s.TRANSACTIONS: random_transactions(rng, int(rng.integers(*sizes))),
@@ -42,7 +44,7 @@ def _run(seed: int, clock: str, sizes: tuple[int, int] = (1, 60), chunk_max: int
         t = streams[s.TRANSACTIONS]
         streams[s.TRANSACTIONS] = pa.concat_tables([t, t.slice(0, 1)])
     arrivals = {k: _arrival_order(rng, t, 2 * lateness) for k, t in streams.items()}
-    core = StreamCore(lateness, now_us=0)
+    core = StreamCore(lateness, now_us=0, **thresholds)
     emitted: dict[tuple, dict] = {}
     accepted: dict[str, list[pa.Table]] = {k: [] for k in streams}
     late = 0
@@ -103,8 +105,7 @@ def test_each_way_of_computing_a_step_conforms(seed: int, path: str, monkeypatch
     with the vectorized engine otherwise; each alone must give the batch rows."""
     import featurelib.stream.core as core_module
 
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_ENTITIES", -1 if path == "engine" else 10**9)
-    monkeypatch.setattr(core_module, "REFERENCE_MAX_COST", 10**18)
+    thresholds = {"reference_max_entities": -1 if path == "engine" else 10**9, "reference_max_cost": 10**18}
     calls = {"engine": 0}
     compute = core_module.compute_view
 
@@ -113,7 +114,7 @@ def test_each_way_of_computing_a_step_conforms(seed: int, path: str, monkeypatch
         return compute(*args, **kwargs)
 
     monkeypatch.setattr(core_module, "compute_view", counted)
-    emitted, accepted, streams, _ = _run(seed, "wall", sizes=(20, 60))
+    emitted, accepted, streams, _ = _run(seed, "wall", sizes=(20, 60), **thresholds)
     assert (calls["engine"] > 0) == (path == "engine")
     _assert_conforms(emitted, accepted, streams)
 

@@ -139,10 +139,8 @@ def test_a_failed_write_stops_the_processor_and_acknowledges_nothing(repo: Path,
     """Writes and acknowledgements run in order, on the processor's I/O thread for large steps;
     a write that fails must surface as an error, and no event whose rows may be missing online
     is acknowledged."""
-    import featurelib.stream.processor as processor_module
-
-    monkeypatch.setattr(processor_module, "BACKGROUND_WRITES_FROM", 1 if background else 10**9)
-    cfg = _config(repo, clock="event", lateness_s=0, read_count=100, flush_seconds=0)
+    cfg = _config(repo, clock="event", lateness_s=0, read_count=100, flush_seconds=0,
+                  background_writes_from=1 if background else 10**9)
     sent = replay(redis_server.client(), repo / "data" / "replay", streams=cfg.streams, limit=500)
     processor = StreamProcessor(cfg)
 

@@ -58,8 +58,12 @@ class StepResult:
 
 
 class StreamCore:
-    def __init__(self, lateness_us: int, now_us: int = 0, kinds: tuple[str, ...] = (s.TRANSACTIONS, s.CLICKSTREAM)):
+    def __init__(self, lateness_us: int, now_us: int = 0, kinds: tuple[str, ...] = (s.TRANSACTIONS, s.CLICKSTREAM),
+                 reference_max_entities: int = REFERENCE_MAX_ENTITIES, reference_max_cost: int = REFERENCE_MAX_COST):
+        """``reference_max_entities`` and ``reference_max_cost``: when a step's rows are computed
+        by the brute-force reference rather than the engine (defaults: the module's constants)."""
         self.lateness_us = lateness_us
+        self.reference_max_entities, self.reference_max_cost = reference_max_entities, reference_max_cost
         self.buffers = {k: EventBuffer(k) for k in kinds}
         self.clock = {k: now_us for k in kinds}
 
@@ -137,8 +141,8 @@ class StreamCore:
         entities = encoded.dictionary
         low_us = np.full(len(entities), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(low_us, np.asarray(encoded.indices, dtype=np.int64), np.concatenate(lows))
-        if len(entities) <= REFERENCE_MAX_ENTITIES:
-            rows = _reference_rows(view, buffer, entities.to_pylist(), low_us.tolist(), now)
+        if len(entities) <= self.reference_max_entities:
+            rows = _reference_rows(view, buffer, entities.to_pylist(), low_us.tolist(), now, self.reference_max_cost)
             if rows is not None:
                 return rows
         rows = compute_view(view, buffer.events_of(view, entities.to_pylist()), since_us=int(low_us.min()), until_us=now)
@@ -173,7 +177,7 @@ class StreamCore:
 
 
 def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[str], low_us: list[int],
-                    now: int) -> tuple[pa.Table, list[dict]] | None:
+                    now: int, max_cost: int) -> tuple[pa.Table, list[dict]] | None:
     """The rows of ``_rows`` computed by ``semantics.REFERENCE`` at each change point in
     ``[low, now]`` of each entity, or None when that would cost more than the batch engine
     (many change points of entities with many events: an out-of-order event far back).
@@ -191,7 +195,7 @@ def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[s
     points = (buffer.t[np.concatenate(rows)][:, None] + offsets).ravel()
     wanted = (points >= np.asarray(low_us, dtype=np.int64)[order][owner]) & (points <= now)
     owner, points = owner[wanted], points[wanted]
-    if int((lengths[owner]).sum()) > REFERENCE_MAX_COST:
+    if int((lengths[owner]).sum()) > max_cost:
         return None
     sort = np.lexsort((points, owner))
     owner, points = owner[sort], points[sort]

@@ -55,12 +55,6 @@ from featurelib.stream.lease import Leases
 from featurelib.stream.sink import RowWriter
 from featurelib.timeutil import SECOND, now_us
 
-BACKGROUND_WRITES_FROM = 1_000
-"""Steps of at least this many events write on the I/O thread, overlapping the next step."""
-
-GC_EVERY_S = 30.0
-"""While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
-
 RECONNECT_BACKOFF_S = (0.1, 5.0)
 """Waits between attempts to reach Redis again: from the first, doubling, up to the second."""
 
@@ -130,6 +124,10 @@ class ProcessorConfig:
     """A processor that stops renewing its lease loses it after this long (a standby takes over)."""
     reconnect_timeout_s: float | None = None
     """Give up when Redis stays unreachable this long (None: never)."""
+    background_writes_from: int = 1_000
+    """Steps of at least this many events write on the I/O thread, overlapping the next step."""
+    gc_every_s: float = 30.0
+    """While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
 
 
 @dataclass
@@ -351,7 +349,7 @@ class StreamProcessor:
         t = self._phase("compute", t)
         arrived = np.concatenate(arrivals) if arrivals else None
         self._submit(self._send, self.writer.all_commands(result.rows, now_us(), result.latest), arrived,
-                     background=arrived is not None and len(arrived) >= BACKGROUND_WRITES_FROM)
+                     background=arrived is not None and len(arrived) >= self.cfg.background_writes_from)
         t = self._phase("write", t)
         for kind, (decoded, _) in new.items():
             accepted, late = result.accepted.get(kind), result.too_late.get(kind)
@@ -526,9 +524,9 @@ class StreamProcessor:
         last_activity = last_progress = last_collect = time.monotonic()
         failed = True
         try:
-            with _gc_paused():  # collected every GC_EVERY_S instead (see _gc_paused)
+            with _gc_paused():  # collected every cfg.gc_every_s instead (see _gc_paused)
                 while not self._stop:
-                    if time.monotonic() - last_collect >= GC_EVERY_S:
+                    if time.monotonic() - last_collect >= self.cfg.gc_every_s:
                         gc.collect()
                         last_collect = time.monotonic()
                     if self.tick():
