@@ -211,3 +211,19 @@ def test_duckdb_resources_come_from_the_store_settings(tmp_path: Path) -> None:
                           "current_setting('TimeZone')").fetchone()
     assert got[0].replace(" ", "") in ("286.1MiB", "300.0MB") and got[1] == str(tmp_path / "spill")
     assert got[2:] == (1, False, "UTC")
+
+
+def test_a_saved_dataset_is_written_by_duckdb(stores: dict[str, FeatureStore], tmp_path: Path) -> None:
+    """``create_saved_dataset`` (``persist``) writes the joined rows to Parquet, streamed; an
+    existing file is kept unless overwriting is allowed."""
+    from feast.errors import SavedDatasetLocationAlreadyExists
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    fs, entity_df = stores["asof"], _entity_df(11)
+    job = fs.get_historical_features(entity_df=entity_df, features=FEATURES)
+    target = tmp_path / "saved.parquet"
+    fs.create_saved_dataset(from_=job, name="asof_saved", storage=SavedDatasetFileStorage(path=str(target)))
+    _same(pq.read_table(target).to_pandas(), job.to_df())
+    with pytest.raises(SavedDatasetLocationAlreadyExists):
+        job.persist(SavedDatasetFileStorage(path=str(target)))
+    job.persist(SavedDatasetFileStorage(path=str(target)), allow_overwrite=True)
