@@ -34,5 +34,6 @@ Using the repository (the library behind ``feature_utils.py``)
   over one data access layer (``feature_data``) and one report base (``report``), tags read and
   written through ``tags``;
 * ``docs``, ``spec``, ``training``, ``model_registry``: documentation, specs, training sets, MLflow;
-* ``restore``, ``demo``, ``redis_server``: rebuilding the online store, ``make demo``, private Redis.
+* ``restore``, ``demo``, ``redis_server``: rebuilding the online store, ``make demo``, private Redis;
+* ``__main__``     the ``featurelib`` command: the jobs above in one Click group.
 """

@@ -259,3 +259,21 @@ def test_every_command_finds_the_repository_one_way(tmp_path: Path, monkeypatch)
     assert Path(runner.invoke(show, []).output.strip()).resolve() == here.resolve()
     monkeypatch.chdir(tmp_path)
     assert runner.invoke(show, []).output.strip() == str(paths.REPO_ROOT)
+
+
+def test_the_featurelib_command_groups_the_jobs() -> None:
+    """``featurelib`` (installed with the package; ``python -m featurelib``) lists the jobs, each
+    with the shared ``--repo`` option, and is installed next to the venv's Python."""
+    from click.testing import CliRunner
+
+    from featurelib.__main__ import COMMANDS, cli
+
+    runner = CliRunner()
+    listing = runner.invoke(cli, ["--help"])
+    assert listing.exit_code == 0 and all(name in listing.output for name in ("generate", "batch", "stream", "demo"))
+    for name in COMMANDS:
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "--repo" in result.output or name == "stream"
+    assert "--repo" in runner.invoke(cli, ["stream", "run", "--help"]).output
+    assert Path(sys.executable).with_name("featurelib").exists()
