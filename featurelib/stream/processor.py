@@ -39,8 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from featurelib import contract, paths
 from featurelib.errors import OperationalError, first_line
@@ -52,30 +50,10 @@ from featurelib.stream.core import StreamCore
 from featurelib.stream.events import STREAMS, decode
 from featurelib.stream.landing import Landing
 from featurelib.stream.lease import Leases
+from featurelib.stream.redis_link import RECONNECT_BACKOFF_S, connection_lost, entry_id, fail_fast, raw_streams
 from featurelib.stream.sink import RowWriter
+from featurelib.stream.stats import Stats
 from featurelib.timeutil import SECOND, now_us
-
-RECONNECT_BACKOFF_S = (0.1, 5.0)
-"""Waits between attempts to reach Redis again: from the first, doubling, up to the second."""
-
-SOCKET_TIMEOUT_S = 60.0
-"""A Redis command that gets no answer for this long counts as Redis being unreachable."""
-
-
-def connection_lost(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or what caused it) says Redis could not be reached, or no longer has
-    the consumer group (it restarted empty): the processor starts over. Wrong credentials are
-    not a lost connection."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, redis.AuthenticationError):
-            return False
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            return True
-        if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP"):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
 
 
 @contextlib.contextmanager
@@ -92,13 +70,6 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
-
-
-def _raw_streams(reply, **_) -> list:
-    """An XREADGROUP reply as ``[(stream, [(id, [field, value, ...]), ...]), ...]`` (RESP2 or 3)."""
-    if not reply:
-        return []
-    return list(reply.items()) if isinstance(reply, dict) else reply
 
 
 @dataclass
@@ -130,39 +101,6 @@ class ProcessorConfig:
     """While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
 
 
-@dataclass
-class Stats:
-    events: int = 0
-    accepted: int = 0
-    too_late: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    rows_written: int = 0
-    rows_refused: int = 0  # refused by the write script (stamped too far ahead of Redis's clock)
-    reconnects: int = 0
-    redis_lost: list[str] = field(default_factory=list)  # what Redis lost while this processor was away
-    steps: int = 0
-    started: float = field(default_factory=time.monotonic)
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    step_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
-    phase_ms: dict = field(default_factory=dict)  # phase -> total milliseconds
-
-    def percentile(self, q: float, samples: deque | None = None) -> float | None:
-        samples = self.latencies_ms if samples is None else samples
-        return float(np.percentile(np.fromiter(samples, float), q)) if samples else None
-
-    def line(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        p50, p99 = self.percentile(50), self.percentile(99)
-        lat = f", event-to-servable p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None else ""
-        if self.step_ms:
-            lat += f"; {self.steps:,} steps, p50 {self.percentile(50, self.step_ms):.1f} ms p99 {self.percentile(99, self.step_ms):.1f} ms"
-        extra = f", {self.rows_refused:,} refused" if self.rows_refused else ""
-        extra += f"; reconnected {self.reconnects}x" if self.reconnects else ""
-        return (f"{self.events:,} events ({self.events / elapsed:,.0f}/s): {self.accepted:,} applied, {self.too_late:,} too late, "
-                f"{self.duplicates:,} duplicates, {self.invalid:,} invalid; {self.rows_written:,} rows written{extra}{lat}")
-
-
 class StreamProcessor:
     def __init__(self, cfg: ProcessorConfig, log: Callable[[str], None] | None = None):
         self.cfg = cfg
@@ -172,10 +110,10 @@ class StreamProcessor:
         # Its own connection, answering XREADGROUP unparsed: entries stay flat field lists,
         # which ``decode`` turns into columns without building a dict per entry.
         self.redis = make_client(self.store.config.online_store)
-        self.redis.set_response_callback("XREADGROUP", _raw_streams)
+        self.redis.set_response_callback("XREADGROUP", raw_streams)
         self.writer = RowWriter(self.store)
         for client in (self.redis, self.writer.client):
-            _fail_fast(client)
+            fail_fast(client)
         self.address = redis_address(self.store)
         self.leases = Leases(self.redis, cfg.group, list(cfg.streams.values()), cfg.consumer, cfg.lease_ttl_s, self.log)
         self.stats = Stats()
@@ -233,8 +171,8 @@ class StreamProcessor:
         if landed is None:
             return
         info = self.redis.xinfo_stream(key)
-        last = _entry_id(info["last-generated-id"])
-        first = _entry_id(info["first-entry"][0]) if info.get("first-entry") else None
+        last = entry_id(info["last-generated-id"])
+        first = entry_id(info["first-entry"][0]) if info.get("first-entry") else None
         if last < landed:
             what = f"it ends at entry {last[0]}-{last[1]}, before entry {landed[0]}-{landed[1]} that was landed"
         elif created and (first is None or first > landed):
@@ -587,18 +525,3 @@ class StreamProcessor:
                 delay = min(delay * 2, cap)
 
 
-def _fail_fast(client) -> None:
-    """A command on a connection Redis dropped fails after one quick retry (the processor then
-    reconnects itself), and a command without an answer for ``SOCKET_TIMEOUT_S`` fails."""
-    with contextlib.suppress(AttributeError):
-        client.set_retry(Retry(ExponentialBackoff(cap=0.5, base=0.05), 1))
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        for name, seconds in (("socket_timeout", SOCKET_TIMEOUT_S), ("socket_connect_timeout", 5.0)):
-            if pool.connection_kwargs.get(name) is None:
-                pool.connection_kwargs[name] = seconds
-
-
-def _entry_id(value: bytes | str) -> tuple[int, int]:
-    ms, _, seq = (value.decode() if isinstance(value, bytes) else value).partition("-")
-    return int(ms), int(seq or 0)
