@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,29 +296,7 @@ class BoundRequest:
             view_replies = replies[offset: offset + len(keys)]
             offset += len(keys)
             width = len(view.fields)
-            decoded: list[list] = []  # per distinct entity: [value per field]
-            status_of: list[list[int] | int] = []
-            ts_of: list[int] = []
-            for key, reply in zip(keys, view_replies):
-                raw_ts = reply[0]
-                event = int(raw_ts) if raw_ts is not None else None
-                if event is None or event > latest_us:
-                    decoded.append([None] * width)
-                    status_of.append(NOT_FOUND)
-                    ts_of.append(0)
-                    continue
-                ts_of.append(event)
-                if view.ttl_us and now_us - event > view.ttl_us:
-                    decoded.append([None] * width)
-                    status_of.append(OUTSIDE_MAX_AGE)
-                    continue
-                try:
-                    row = [None if raw is None else decode(raw) for raw, decode in zip(reply[1:], view.decoders)]
-                    bad: list[int] | int = PRESENT
-                except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
-                    row, bad = _tolerant_row(view, key, reply)
-                decoded.append(row)
-                status_of.append(bad)
+            decoded, status_of, ts_of = _decode_view(view, keys, view_replies, now_us, latest_us)
             if len(positions) == 1:
                 columns = [[v] for v in decoded[positions[0]]]
             else:
@@ -335,27 +313,63 @@ class BoundRequest:
                                  for i in range(width)])
             event_us.extend([[ts_of[p] for p in positions]] * width)
             value_types.extend(view.value_types)
-        for odfv in plan.odfvs:
-            inputs = {k: v for k, v in zip(self.id_order, (self.ids[k] for k in self.id_order))}
-            inputs.update(self.requests)
-            inputs.update(by_name)
-            for hidden in odfv.hidden:
-                inputs.pop(hidden, None)
-            outputs = odfv.transform(inputs)
-            for name, column in outputs.items():
-                if name not in odfv.wanted:
-                    continue
-                kind = odfv.types.get(name, ValueType.UNKNOWN)
-                names.append(name)
-                values.append(_normalized(column, kind))
-                statuses.append(None)
-                event_us.append(None)
-                value_types.append(kind)
+        for name, column, kind in self._on_demand(by_name):
+            names.append(name)
+            values.append(column)
+            statuses.append(None)
+            event_us.append(None)
+            value_types.append(kind)
         if plan.drops_columns:
             keep = [i for i, name in enumerate(names) if name in plan.requested_names or name in self.ids]
             names, values, statuses, event_us, value_types = ([seq[i] for i in keep] for seq in
                                                               (names, values, statuses, event_us, value_types))
         return ReadResult(names, values, statuses, event_us, value_types, plan.feature_types)
+
+    def _on_demand(self, by_name: dict[str, list]) -> Iterator[tuple[str, list, ValueType]]:
+        """``(name, column, type)`` of every wanted output of the plan's on-demand views, run on
+        the request's ids, request fields and the features read (``by_name``)."""
+        for odfv in self.plan.odfvs:
+            inputs = {k: self.ids[k] for k in self.id_order}
+            inputs.update(self.requests)
+            inputs.update(by_name)
+            for hidden in odfv.hidden:
+                inputs.pop(hidden, None)
+            for name, column in odfv.transform(inputs).items():
+                if name in odfv.wanted:
+                    kind = odfv.types.get(name, ValueType.UNKNOWN)
+                    yield name, _normalized(column, kind), kind
+
+
+def _decode_view(view: ViewRead, keys: Sequence[str], replies: Sequence[Sequence[bytes | None]], now_us: int,
+                 latest_us: int) -> tuple[list[list], list[list[int] | int], list[int]]:
+    """One view's replies (``[_event_ts, *fields]`` per distinct entity) decoded at ``now_us``:
+    the values of each entity, its status (one, or one per field when some field does not
+    parse) and its event time (0 when not found). A row stamped after ``latest_us`` is not found."""
+    width = len(view.fields)
+    decoded: list[list] = []
+    status_of: list[list[int] | int] = []
+    ts_of: list[int] = []
+    for key, reply in zip(keys, replies):
+        raw_ts = reply[0]
+        event = int(raw_ts) if raw_ts is not None else None
+        if event is None or event > latest_us:
+            decoded.append([None] * width)
+            status_of.append(NOT_FOUND)
+            ts_of.append(0)
+            continue
+        ts_of.append(event)
+        if view.ttl_us and now_us - event > view.ttl_us:
+            decoded.append([None] * width)
+            status_of.append(OUTSIDE_MAX_AGE)
+            continue
+        try:
+            row = [None if raw is None else decode(raw) for raw, decode in zip(reply[1:], view.decoders)]
+            bad: list[int] | int = PRESENT
+        except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
+            row, bad = _tolerant_row(view, key, reply)
+        decoded.append(row)
+        status_of.append(bad)
+    return decoded, status_of, ts_of
 
 
 def _tolerant_row(view: ViewRead, key: str, reply: Sequence[bytes | None]) -> tuple[list, list[int]]:
