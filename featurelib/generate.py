@@ -205,27 +205,41 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
     """Card transactions sorted by ``event_timestamp``, schema ``TRANSACTION_SCHEMA``."""
     rng = np.random.default_rng([cfg.seed, 1])
     pop = _population(cfg, rng)
-    n_cards, start, end = cfg.n_cards, cfg.start_us, cfg.end_us
     cols = _Columns()
+    n = _normal_transactions(cfg, rng, pop, cols)
+    if progress:
+        progress(f"{n:,} normal transactions")
+    n_bad, n_rigs, fraud_devices = _fraud_transactions(cfg, rng, pop, cols)
+    _showcase_transactions(cfg, rng, pop, cols, fraud_devices)
+    table = _transaction_table(cfg, pop, cols, n_rigs, n_bad)
+    if progress:
+        progress(f"{table.num_rows:,} transactions in all, {pc.sum(table.column('is_fraud')).as_py() or 0:,} labelled fraud")
+    return table
 
-    # Normal spending: a per-card Poisson rate with a heavy-tailed spread.
+
+def _normal_transactions(cfg: GeneratorConfig, rng: np.random.Generator, pop: _Population, cols: _Columns) -> int:
+    """Normal spending: a per-card Poisson rate with a heavy-tailed spread. Returns the count."""
     sigma = 0.8
-    rate = cfg.txns_per_card_per_day * rng.lognormal(-sigma**2 / 2, sigma, n_cards)
+    rate = cfg.txns_per_card_per_day * rng.lognormal(-sigma**2 / 2, sigma, cfg.n_cards)
     counts = rng.poisson(rate * cfg.days)
-    card = np.repeat(np.arange(n_cards), counts)
+    card = np.repeat(np.arange(cfg.n_cards), counts)
     n = card.size
     merchants = rng.integers(0, pop.merchant_ids.size, n)
     travel = rng.random(n) < 0.04
     country = np.where(travel, rng.integers(0, len(COUNTRIES), n), pop.card_home_country[card])
-    cols.add(card=card, t=_diurnal_times(rng, n, start, end), merchant=merchants,
+    cols.add(card=card, t=_diurnal_times(rng, n, cfg.start_us, cfg.end_us), merchant=merchants,
              amount=_amounts(rng, pop, merchants, 2_500, 1.1), country=country,
              device=_user_devices(pop, rng, pop.card_user[card]), pattern=np.zeros(n, np.int8))
-    if progress:
-        progress(f"{n:,} normal transactions")
+    return n
 
-    # Fraud on compromised cards.
-    n_bad = max(1, int(n_cards * cfg.compromised_card_share))
-    bad_cards = rng.choice(n_cards, n_bad, replace=False)
+
+def _fraud_transactions(cfg: GeneratorConfig, rng: np.random.Generator, pop: _Population,
+                        cols: _Columns) -> tuple[int, int, np.ndarray]:
+    """Fraud on compromised cards: velocity bursts, geo hopping, card testing from shared rigs.
+    Returns the number of compromised cards, of rigs, and the fraud device of each card."""
+    start, end = cfg.start_us, cfg.end_us
+    n_bad = max(1, int(cfg.n_cards * cfg.compromised_card_share))
+    bad_cards = rng.choice(cfg.n_cards, n_bad, replace=False)
     kind = rng.integers(1, 4, n_bad)  # 1 velocity_burst, 2 geo_hopping, 3 card_testing
     window_end = max(start + 1, end - HOUR)
     n_rigs = max(1, n_bad // 20)
@@ -258,8 +272,14 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
             country, device = pop.card_home_country[card], rig_devices[rng.integers(0, n_rigs, sel.size)][burst]
         cols.add(card=card, t=t, merchant=merchants, amount=amount, country=country, device=device,
                  pattern=np.full(m, code, np.int8))
+    return n_bad, n_rigs, fraud_devices
 
-    # Showcase cards used by the README examples.
+
+def _showcase_transactions(cfg: GeneratorConfig, rng: np.random.Generator, pop: _Population, cols: _Columns,
+                           fraud_devices: np.ndarray) -> None:
+    """The cards the README examples use: ``card_12345`` spends steadily, then bursts from a new
+    device a minute before the end; ``card_67890`` spends every half hour."""
+    end = cfg.end_us
     c12345 = np.flatnonzero(pop.card_ids == "card_12345")
     if c12345.size:  # steady spending every ~3 hours over the last day...
         t = end - np.arange(1, 10) * 3 * HOUR + rng.integers(0, 20 * MINUTE, 9)
@@ -281,14 +301,17 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
                  country=np.repeat(pop.card_home_country[c67890], t.size),
                  device=_user_devices(pop, rng, np.repeat(pop.card_user[c67890], t.size)), pattern=np.zeros(t.size, np.int8))
 
+
+def _transaction_table(cfg: GeneratorConfig, pop: _Population, cols: _Columns, n_rigs: int, n_bad: int) -> pa.Table:
+    """The collected transactions inside ``[start, end)``, in time order, as ``TRANSACTION_SCHEMA``."""
     c = cols.concat()
-    keep = (c["t"] >= start) & (c["t"] < end)
+    keep = (c["t"] >= cfg.start_us) & (c["t"] < cfg.end_us)
     order = np.argsort(c["t"][keep], kind="stable")
     c = {k: v[keep][order] for k, v in c.items()}
     n = c["t"].size
     device_ids = np.concatenate([pop.device_ids, _ids("rig_", np.arange(n_rigs)), _ids("device_f", np.arange(n_bad))])
     patterns = pa.array([None, "velocity_burst", "geo_hopping", "card_testing"], pa.string())
-    table = pa.table({
+    return pa.table({
         "txn_id": pc.binary_join_element_wise(f"txn_{cfg.tag}_", pc.cast(pa.array(np.arange(n)), pa.string()), ""),
         "card_id": pa.array(pop.card_ids[c["card"]], pa.string()),
         "user_id": pa.array(pop.user_ids[pop.card_user[c["card"]]], pa.string()),
@@ -301,27 +324,30 @@ def generate_transactions(cfg: GeneratorConfig, progress: Callable[[str], None] 
         "is_fraud": pa.array(c["pattern"] > 0),
         "fraud_pattern": pc.take(patterns, pa.array(c["pattern"].astype(np.int64))),
     }, schema=TRANSACTION_SCHEMA)
-    if progress:
-        progress(f"{n:,} transactions in all, {int((c['pattern'] > 0).sum()):,} labelled fraud")
-    return table
+
+
+def _sessions(cfg: GeneratorConfig, rng: np.random.Generator, pop: _Population) -> tuple[np.ndarray, ...]:
+    """Browsing sessions: user, start (µs), device, page views and engagement (0 to 1) of each."""
+    activity = rng.lognormal(-0.5**2 / 2, 0.5, cfg.n_users)
+    n_sessions = rng.poisson(cfg.sessions_per_user_per_day * cfg.days * activity)
+    s_user = np.repeat(np.arange(cfg.n_users), n_sessions)
+    s_start = _diurnal_times(rng, s_user.size, cfg.start_us, cfg.end_us)
+    if cfg.n_users > 1:  # user_1001 is in a session that started nine minutes before `end`.
+        s_user = np.append(s_user, 1)
+        s_start = np.append(s_start, cfg.end_us - 9 * MINUTE)
+    s_device = _user_devices(pop, rng, s_user)
+    s_pages = np.minimum(1 + rng.geometric(0.18, s_user.size), 40)
+    s_engaged = rng.beta(2, 3, s_user.size)  # per-session engagement in [0, 1]
+    return s_user, s_start, s_device, s_pages, s_engaged
 
 
 def generate_clickstream(cfg: GeneratorConfig, progress: Callable[[str], None] | None = None) -> pa.Table:
     """Clickstream events sorted by ``event_timestamp``, schema ``CLICKSTREAM_SCHEMA``."""
     rng = np.random.default_rng([cfg.seed, 2])
     pop = _population(cfg, np.random.default_rng([cfg.seed, 1]))
-    n_users, start, end = cfg.n_users, cfg.start_us, cfg.end_us
-    activity = rng.lognormal(-0.5**2 / 2, 0.5, n_users)
-    n_sessions = rng.poisson(cfg.sessions_per_user_per_day * cfg.days * activity)
-    s_user = np.repeat(np.arange(n_users), n_sessions)
-    s_start = _diurnal_times(rng, s_user.size, start, end)
-    if n_users > 1:  # user_1001 is in a session that started nine minutes before `end`.
-        s_user = np.append(s_user, 1)
-        s_start = np.append(s_start, end - 9 * MINUTE)
+    start, end = cfg.start_us, cfg.end_us
+    s_user, s_start, s_device, s_pages, s_engaged = _sessions(cfg, rng, pop)
     n_s = s_user.size
-    s_device = _user_devices(pop, rng, s_user)
-    s_pages = np.minimum(1 + rng.geometric(0.18, n_s), 40)
-    s_engaged = rng.beta(2, 3, n_s)  # per-session engagement in [0, 1]
 
     # Page views: consecutive, each lasting its dwell time plus a short gap.
     pv_session = np.repeat(np.arange(n_s), s_pages)
