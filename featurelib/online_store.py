@@ -26,15 +26,11 @@ define, so stream jobs in any language write the very rows Feast serves.
 * ``update`` claims the key prefix for the project (``contract.PREFIX_OWNERS_KEY``; another
   project's claim is a ``KeyPrefixOwnedError``) and deletes the hashes of feature views
   removed from the repository; ``teardown`` deletes every hash under the prefix and releases it.
-* Topologies ``redis``, ``redis_cluster`` and ``redis_sentinel`` as in Feast's own store,
-  from ``REDIS_CONNECTION_STRING`` (Feast's format, default ``localhost:6379``);
-  ``REDIS_PASSWORD``, ``REDIS_SSL`` and ``REDIS_SSL_CA_CERTS`` add credentials and TLS
-  from the environment, so no secret sits in the repository.
+* Topologies ``redis``, ``redis_cluster`` and ``redis_sentinel`` as in Feast's own store
+  (clients: ``featurelib.redis_connection``, secrets from the environment only).
 
-Feast expands ``${VAR}`` in ``feature_store.yaml`` with ``os.path.expandvars``, which has
-no default syntax; a ``connection_string`` that still contains ``${`` counts as unset.
-Importing this module also applies ``featurelib.feast_compat`` (Feast imports it for
-every command, because the configuration names it).
+A ``connection_string`` still holding ``${`` (Feast's ``expandvars`` leaves an unset variable as
+text) counts as unset. Importing this module applies ``featurelib.feast_compat``.
 """
 
 from __future__ import annotations
@@ -57,12 +53,11 @@ from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
 
 from featurelib import arrow_rows, contract, errors, feast_compat
-from featurelib.proto_rows import ViewCodecs, key_of, read_codecs
+from featurelib.proto_rows import ViewCodecs, decode_rows, key_of
 from featurelib.redis_connection import client_options, connection_string_from_env, make_client, view_ttl_seconds
 from featurelib.redis_writer import RedisRowWriter, Refusals
-from featurelib.timeutil import from_us, to_us
+from featurelib.timeutil import to_us
 
-_NULL = ValueProto()
 _UNEXPANDED = re.compile(r"\$\{[^}]*\}")
 
 
@@ -237,54 +232,6 @@ class RedisHashOnlineStore(OnlineStore):
 
     # ------------------------------------------------------------------ reads
 
-    def _rows(self, table: FeatureView, requested: list[str], results: list[list], now_us: int):
-        """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
-        the positions of rows older than the view's TTL, and the (row, feature) positions of
-        stored values that do not parse (served as null, status NULL_VALUE). ``now_us``: the reader's clock, µs
-        since the epoch. A row stamped more than ``contract.MAX_AHEAD_US`` ahead of it is not
-        served: it reads as absent (NOT_FOUND), like a missing hash, until a write replaces it."""
-        codecs = read_codecs(table)
-        decode = [codecs.decoders[name] for name in requested]
-        ttl_us = int(codecs.ttl_seconds * 1_000_000)
-        latest_us = now_us + contract.MAX_AHEAD_US
-        rows, stale, unparsable = [], [], []
-        for i, reply in enumerate(results):
-            raw_ts = reply[0]
-            if raw_ts is None:
-                rows.append((None, None))
-                continue
-            event_us = int(raw_ts)
-            if event_us > latest_us:  # pinned in the future (a writer before the script's rule)
-                rows.append((None, None))
-                continue
-            if ttl_us and now_us - event_us > ttl_us:
-                rows.append((from_us(event_us), None))
-                stale.append(i)
-                continue
-            try:
-                values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
-            except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
-                values = self._tolerant_values(table.name, requested, decode, reply, i, unparsable)
-            rows.append((from_us(event_us), values))
-        return rows, stale, unparsable
-
-    @staticmethod
-    def _tolerant_values(view: str, requested: list[str], decode: list, reply: list, row: int,
-                         unparsable: list[tuple[int, int]]) -> dict[str, ValueProto]:
-        """One row's values when one of them does not parse: that one is null (and counted,
-        ``serving.observe``), the others are served."""
-        from featurelib.serving import observe
-
-        values = {}
-        for f, (name, d, raw) in enumerate(zip(requested, decode, reply[1:])):
-            try:
-                values[name] = d(raw) if raw is not None else _NULL
-            except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
-                values[name] = _NULL
-                unparsable.append((row, f))
-                observe.decode_error(view, name, f"row {row}", raw, exc)
-        return values
-
     def online_read(
         self,
         config: RepoConfig,
@@ -297,7 +244,7 @@ class RedisHashOnlineStore(OnlineStore):
         pipe = self.client(config).pipeline(transaction=False)
         for ek in entity_keys:
             pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
-        rows, _, _ = self._rows(table, requested, pipe.execute(), _now_us())
+        rows, _, _ = decode_rows(table, requested, pipe.execute(), _now_us())
         return rows
 
     async def online_read_async(
@@ -314,7 +261,7 @@ class RedisHashOnlineStore(OnlineStore):
             for ek in entity_keys:
                 pipe.hmget(key_of(prefix, ek, name), [contract.EVENT_TS, *requested])
             results = await pipe.execute()
-        rows, _, _ = self._rows(table, requested, results, _now_us())
+        rows, _, _ = decode_rows(table, requested, results, _now_us())
         return rows
 
     def _plan_reads(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map):
@@ -331,7 +278,7 @@ class RedisHashOnlineStore(OnlineStore):
         now_us = _now_us()
         offset = 0
         for table, requested, keys, idxs, output_len in work:
-            rows, stale, unparsable = self._rows(table, requested, results[offset: offset + len(keys)], now_us)
+            rows, stale, unparsable = decode_rows(table, requested, results[offset: offset + len(keys)], now_us)
             offset += len(keys)
             feast_compat.populate_response(requested, rows, idxs, response, full_feature_names, table, output_len,
                                            include_meta)

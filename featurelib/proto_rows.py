@@ -15,6 +15,9 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from featurelib import contract, feast_compat, json_values
 from featurelib.redis_connection import view_ttl_seconds
+from featurelib.timeutil import from_us
+
+_NULL = ValueProto()
 
 
 def _entity_text(value: ValueProto) -> str:
@@ -137,3 +140,51 @@ def read_codecs(table: FeatureView) -> ViewCodecs:
     """The view's codecs, built once per view object: Feast passes the same registry objects
     to every read until the registry is refreshed, and building them costs ~30 µs a view."""
     return feast_compat.cached_on(table, "_featurelib_codecs", lambda: ViewCodecs(table))
+
+
+def decode_rows(table: FeatureView, requested: list[str], results: list[list], now_us: int) -> tuple[list, list, list]:
+    """Decode HMGET replies ``[_event_ts, *requested]`` into Feast's ``(ts, values)`` rows,
+    the positions of rows older than the view's TTL, and the (row, feature) positions of
+    stored values that do not parse (served as null, status NULL_VALUE). ``now_us``: the reader's clock, µs
+    since the epoch. A row stamped more than ``contract.MAX_AHEAD_US`` ahead of it is not
+    served: it reads as absent (NOT_FOUND), like a missing hash, until a write replaces it."""
+    codecs = read_codecs(table)
+    decode = [codecs.decoders[name] for name in requested]
+    ttl_us = int(codecs.ttl_seconds * 1_000_000)
+    latest_us = now_us + contract.MAX_AHEAD_US
+    rows, stale, unparsable = [], [], []
+    for i, reply in enumerate(results):
+        raw_ts = reply[0]
+        if raw_ts is None:
+            rows.append((None, None))
+            continue
+        event_us = int(raw_ts)
+        if event_us > latest_us:  # pinned in the future (a writer before the script's rule)
+            rows.append((None, None))
+            continue
+        if ttl_us and now_us - event_us > ttl_us:
+            rows.append((from_us(event_us), None))
+            stale.append(i)
+            continue
+        try:
+            values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
+        except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
+            values = _tolerant_values(table.name, requested, decode, reply, i, unparsable)
+        rows.append((from_us(event_us), values))
+    return rows, stale, unparsable
+
+def _tolerant_values(view: str, requested: list[str], decode: list, reply: list, row: int,
+                 unparsable: list[tuple[int, int]]) -> dict[str, ValueProto]:
+    """One row's values when one of them does not parse: that one is null (and counted,
+    ``serving.observe``), the others are served."""
+    from featurelib.serving import observe
+
+    values = {}
+    for f, (name, d, raw) in enumerate(zip(requested, decode, reply[1:])):
+        try:
+            values[name] = d(raw) if raw is not None else _NULL
+        except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+            values[name] = _NULL
+            unparsable.append((row, f))
+            observe.decode_error(view, name, f"row {row}", raw, exc)
+    return values
