@@ -368,7 +368,7 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, max_entities: 
     a down or hung Redis a 503 within the deadline. GET /health (liveness), GET /ready
     (Redis and registry), GET /metrics (Prometheus). Writes are off unless --allow-writes.
     """
-    from featurelib.serving.server import Limits
+    from featurelib.serving.http import Limits
     from featurelib.serving.server import serve as run_server
 
     limits = Limits(max_entities=max_entities, max_body_bytes=max_body_bytes, deadline_ms=deadline_ms,

@@ -30,15 +30,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from feast.errors import FeastError, FeatureNameCollisionError
 
 from featurelib import feast_compat
 from featurelib.errors import StoreUnavailableError, first_line
 from featurelib.serving import observe
+from featurelib.serving.http import HttpError, Limits, deadline, flag, frame, parse_json, status_of
 from featurelib.serving.plan import ReadPlans
 from featurelib.serving.provider import read_async
 from featurelib.serving.response import json_body
@@ -46,56 +44,6 @@ from featurelib.serving.response import json_body
 log = logging.getLogger("featurelib.serving")
 WRITE_TOKEN_ENV = "FEATURE_SERVER_WRITE_TOKEN"
 _JSON = [(b"content-type", b"application/json")]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask and how long it may wait (all configurable on the command line)."""
-
-    max_entities: int = 1000
-    """Entity rows per request; more is a 413."""
-    max_body_bytes: int = 1 << 20
-    """Request body size (1 MiB); more is a 413."""
-    deadline_ms: int = 1000
-    """Longest a request waits for Redis before a 503."""
-    redis_timeout_ms: int = 500
-    """Timeout of connecting to Redis (an exchange is bounded by ``deadline_ms``)."""
-    registry_check_s: float = 5.0
-    """How often the registry file is checked for changes."""
-    allow_writes: bool = False
-    """Serve /push and /write-to-online-store (with the token of ``FEATURE_SERVER_WRITE_TOKEN``)."""
-
-
-class HttpError(Exception):
-    """An answer other than 200, with its one-line message."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(422, f"the body is not valid JSON: {first_line(exc)}") from None
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status of an exception raised while answering a request."""
-    if isinstance(exc, HttpError):
-        return exc.status
-    if isinstance(exc, FeatureNameCollisionError):
-        return 422
-    if isinstance(exc, FeastError):
-        return exc.http_status_code()
-    if isinstance(exc, (ValueError, TypeError, KeyError)):  # Feast's own path: e.g. a missing join key
-        return 422
-    return 500
 
 
 class FeatureServer:
@@ -240,14 +188,14 @@ class FeatureServer:
         if rows > self.limits.max_entities:
             raise HttpError(413, f"entities: {rows} rows; this server serves at most {self.limits.max_entities} per "
                                  "request (split the request, or raise --max-entities)")
-        full = _flag(request, "full_feature_names")
-        metadata = _flag(request, "include_feature_view_version_metadata")
+        full = flag(request, "full_feature_names")
+        metadata = flag(request, "include_feature_view_version_metadata")
         features = self._features(request)
         plan = self.plans.plan(self.store.registry, self.store.project, features, full, metadata,
                                self.store.config.online_store.key_prefix)
         bound = plan.bind(entities) if plan is not None else None
         try:
-            async with _deadline(self.limits.deadline_ms / 1000):
+            async with deadline(self.limits.deadline_ms / 1000):
                 if bound is None:  # a shape only Feast's own path reproduces
                     return 200, await self._feast_path(features, entities, full, metadata), _JSON
                 replies = await read_async(self.client, bound)
@@ -346,7 +294,7 @@ class FeatureServer:
               "online_and_offline": PushMode.ONLINE_AND_OFFLINE}.get(request.get("to", "online"))
         if to is None:
             raise HttpError(422, "to: expected online, offline or online_and_offline")
-        df = _frame(request, pd)
+        df = frame(request, pd)
         await asyncio.to_thread(self.store.push, request["push_source_name"], df, allow_registry_cache=True, to=to)
         return 200, b"", []
 
@@ -357,7 +305,7 @@ class FeatureServer:
         request = parse_json(await self._body(scope, receive))
         if not isinstance(request, dict) or not isinstance(request.get("feature_view_name"), str):
             raise HttpError(422, "feature_view_name: expected the name of a feature view")
-        df = _frame(request, pd)
+        df = frame(request, pd)
         try:
             await asyncio.to_thread(self.store.write_to_online_store, request["feature_view_name"], df,
                                     allow_registry_cache=True)
@@ -366,59 +314,6 @@ class FeatureServer:
                 raise
             raise HttpError(404, f"feature_view_name: no feature view named {request['feature_view_name']}") from None
         return 200, b"", []
-
-
-def _deadline(seconds: float) -> Any:
-    """``asyncio.timeout`` (no task per request) where Python has it (3.11+)."""
-    if hasattr(asyncio, "timeout"):
-        return asyncio.timeout(seconds)
-    return _WaitFor(seconds)
-
-
-class _WaitFor:
-    """``asyncio.timeout`` for Python 3.10: cancels the current task after ``seconds``."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.handle, self.expired = seconds, None, False
-
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-
-        def expire() -> None:
-            self.expired = True
-            task.cancel()
-
-        self.handle = loop.call_later(self.seconds, expire)
-
-    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        self.handle.cancel()
-        if self.expired and kind is asyncio.CancelledError:
-            raise asyncio.TimeoutError
-        return False
-
-
-def _flag(request: dict, name: str) -> bool:
-    value = request.get(name, False)
-    if not isinstance(value, bool):
-        raise HttpError(422, f"{name}: expected true or false")
-    return value
-
-
-def _frame(request: dict, pd: Any) -> Any:
-    df = request.get("df")
-    if not isinstance(df, dict) or not df or not all(isinstance(v, list) for v in df.values()):
-        raise HttpError(422, "df: expected an object of equally long lists (columns)")
-    if len({len(v) for v in df.values()}) != 1:
-        raise HttpError(422, "df: every column must have the same number of values")
-    frame = pd.DataFrame(df)
-    for column in ("event_timestamp", "created"):
-        if column in frame:
-            try:
-                frame[column] = pd.to_datetime(frame[column], utc=True)
-            except (ValueError, TypeError) as exc:
-                raise HttpError(422, f"df.{column}: not timestamps ({first_line(exc)})") from None
-    return frame
 
 
 _ROUTES = {
