@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,14 @@ from feast.value_type import ValueType
 from featurelib import contract, feast_compat
 from featurelib.errors import BadRequestError
 from featurelib.serving import observe
+from featurelib.serving.request_checks import (
+    ID_TYPES,
+    REQUEST_TYPES,
+    checked_ids,
+    checked_request_values,
+    columnar,
+    row_count,
+)
 
 PRESENT, NULL_VALUE, NOT_FOUND, OUTSIDE_MAX_AGE = (FieldStatus.PRESENT, FieldStatus.NULL_VALUE, FieldStatus.NOT_FOUND,
                                                    FieldStatus.OUTSIDE_MAX_AGE)
@@ -82,23 +90,6 @@ def _decoder(value_type: ValueType) -> Callable[[bytes], Any] | None:
         parse = contract.codec(value_type).from_text
         return lambda raw: _float32_list(parse(raw.decode()))
     return None  # timestamps, maps, structs...: Feast's own path
-
-
-# Entity ids: what a join key of each type accepts (anything else is a 422, never silent nulls).
-_ID_TYPES: dict[ValueType, tuple[type, str]] = {
-    ValueType.STRING: (str, "a string"),
-    ValueType.INT64: (int, "an integer"),
-    ValueType.INT32: (int, "an integer"),
-}
-# Request fields: what each declared type accepts (null is allowed: the on-demand view sees None).
-_REQUEST_TYPES: dict[ValueType, tuple[tuple[type, ...], str]] = {
-    ValueType.DOUBLE: ((int, float), "a number"),
-    ValueType.FLOAT: ((int, float), "a number"),
-    ValueType.INT64: ((int,), "an integer"),
-    ValueType.INT32: ((int,), "an integer"),
-    ValueType.STRING: ((str,), "a string"),
-    ValueType.BOOL: ((bool,), "a boolean"),
-}
 
 
 @dataclass
@@ -216,14 +207,14 @@ class ReadPlan:
             types = {f.name: f.dtype.to_value_type() for f in table.features}
             if any(_decoder(types.get(f, ValueType.UNKNOWN)) is None for f in requested):
                 return None
-            if any(entity_type_map.get(k) not in _ID_TYPES for k in table.join_keys):
+            if any(entity_type_map.get(k) not in ID_TYPES for k in table.join_keys):
                 return None
         for odfv in odfvs:
             if (odfv.mode != "python" or odfv.aggregations or odfv.write_to_online_store
                     or getattr(odfv.projection, "name_alias", None)):
                 return None
             for source in odfv.source_request_sources.values():
-                if any(f.dtype.to_value_type() not in _REQUEST_TYPES for f in source.schema):
+                if any(f.dtype.to_value_type() not in REQUEST_TYPES for f in source.schema):
                     return None
         return cls(ctx, full_feature_names, prefix)
 
@@ -232,8 +223,8 @@ class ReadPlan:
     def bind(self, entity_rows: Any) -> BoundRequest:
         """Validate ``entity_rows`` (a list of dicts or a dict of lists) and build the reads.
         Raises ``BadRequestError`` naming the field for anything Feast would mis-serve."""
-        columns = _columnar(entity_rows)
-        n = _row_count(columns)
+        columns = columnar(entity_rows)
+        n = row_count(columns)
         for name in self.join_key_types:
             if name not in columns and any(name in v.join_keys for v in self.views):
                 unknown = sorted(set(columns) - set(self.join_key_types) - self.request_fields)
@@ -243,9 +234,9 @@ class ReadPlan:
         if missing:
             raise BadRequestError(f"entities: the request field(s) {', '.join(missing)} are missing "
                                   f"(the on-demand features need them)")
-        ids = {name: _checked_ids(name, columns[name], self.join_key_types[name])
+        ids = {name: checked_ids(name, columns[name], self.join_key_types[name])
                for name in self.join_key_types if name in columns}
-        requests = {name: _checked_request_values(name, columns[name], self.request_types.get(name))
+        requests = {name: checked_request_values(name, columns[name], self.request_types.get(name))
                     for name in self.request_fields}
         return BoundRequest(self, n, ids, requests, [k for k in columns if k in ids])
 
@@ -422,86 +413,6 @@ def _hidden_columns(odfv: Any, odfvs: Sequence[Any], feature_refs: Sequence[str]
             for feature in projection.features:
                 hidden.update((feature.name, f"{projection.name}__{feature.name}"))
     return frozenset(hidden)
-
-
-def _columnar(entity_rows: Any) -> dict[str, list]:
-    if isinstance(entity_rows, Mapping):
-        out = {}
-        for name, column in entity_rows.items():
-            if isinstance(column, (str, bytes)) or not isinstance(column, Sequence) and not hasattr(column, "__len__"):
-                raise BadRequestError(f"entities.{name}: expected a list of values, got {type(column).__name__}")
-            out[name] = list(column)
-        return out
-    if isinstance(entity_rows, Sequence) and not isinstance(entity_rows, (str, bytes)):
-        if not entity_rows:
-            raise BadRequestError("entities: no entity rows")
-        keys = list(entity_rows[0].keys()) if isinstance(entity_rows[0], Mapping) else None
-        if keys is None:
-            raise BadRequestError("entity_rows: expected a list of dicts")
-        columns: dict[str, list] = {k: [] for k in keys}
-        for i, row in enumerate(entity_rows):
-            if not isinstance(row, Mapping) or row.keys() != columns.keys():
-                raise BadRequestError(f"entity_rows[{i}]: every row must have the same keys ({', '.join(keys)})")
-            for k, v in row.items():
-                columns[k].append(v)
-        return columns
-    raise BadRequestError(f"entities: expected a dict of lists or a list of dicts, got {type(entity_rows).__name__}")
-
-
-def _row_count(columns: dict[str, list]) -> int:
-    if not columns:
-        raise BadRequestError("entities: no join key given")
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) > 1:
-        detail = ", ".join(f"{k}: {len(v)}" for k, v in columns.items())
-        raise BadRequestError(f"entities: every field must have the same number of values ({detail})")
-    n = lengths.pop()
-    if n == 0:
-        raise BadRequestError("entities: no entity rows (the lists are empty)")
-    return n
-
-
-def _checked_ids(name: str, values: list, kind: ValueType) -> list:
-    """The ids of one join key, as plain ``str`` or ``int``; ``BadRequestError`` naming the first
-    that is null, of another type, or text that cannot be encoded (a lone surrogate)."""
-    expected, what = _ID_TYPES.get(kind, (str, "a string"))
-    if expected is str and all(type(v) is str and v.isascii() for v in values):
-        return values  # the common case, checked at C speed
-    for i, v in enumerate(values):
-        if type(v) is not expected and not (isinstance(v, expected) and not isinstance(v, bool)):
-            got = "null" if v is None else f"{v!r} ({type(v).__name__})"
-            raise BadRequestError(f"entities.{name}[{i}]: an id must be {what}, got {got}")
-        if expected is str:
-            _check_text(name, i, v)
-    if expected is str and any(type(v) is not str for v in values):
-        return [str(v) for v in values]  # numpy.str_ and other subclasses, as plain strings
-    if expected is int and any(type(v) is not int for v in values):
-        return [int(v) for v in values]
-    return values
-
-
-def _check_text(name: str, i: int, text: str) -> None:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        raise BadRequestError(f"entities.{name}[{i}]: not valid Unicode text (a lone surrogate?)") from None
-
-
-def _checked_request_values(name: str, values: list, kind: ValueType | None) -> list:
-    """A request field's values, unchanged; ``BadRequestError`` naming the first of the wrong type
-    for the field's declared type (null is allowed: the on-demand view sees None)."""
-    accepted, what = _REQUEST_TYPES.get(kind, ((), "")) if kind is not None else ((), "")
-    if not accepted or all(type(v) in accepted and type(v) is not str for v in values):
-        return values
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        if not isinstance(v, accepted) or (isinstance(v, bool) and bool not in accepted):
-            raise BadRequestError(f"entities.{name}[{i}]: a request value must be {what}, got {v!r} "
-                                  f"({type(v).__name__})")
-        if kind == ValueType.STRING:
-            _check_text(name, i, v)
-    return values
 
 
 class ReadPlans:
