@@ -13,7 +13,8 @@ import pytest
 from featurelib import semantics as s
 from featurelib.batch import build_all, build_view
 from featurelib.engine import compute_view
-from featurelib.generate import GeneratorConfig, generate, write_table
+from featurelib.generate import GeneratorConfig, generate
+from featurelib.parquet_files import write_table
 from featurelib.timeutil import to_us
 
 CFG = GeneratorConfig(n_cards=120, days=2, seed=3, end_us=to_us("2026-11-20T00:00:00Z"))

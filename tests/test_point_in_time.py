@@ -18,7 +18,8 @@ import pytest
 
 from featurelib import paths
 from featurelib.batch import build_all
-from featurelib.generate import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA, write_table
+from featurelib.parquet_files import write_table
+from featurelib.raw_events import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA
 from featurelib.repo import load_store
 from featurelib.timeutil import DAY, MINUTE, SECOND, to_us
 from featurelib.training import training_frame

@@ -24,7 +24,8 @@ import pytest
 from featurelib import paths
 from featurelib.batch import build_all
 from featurelib.feature_data import online_values
-from featurelib.generate import GeneratorConfig, generate, write_table
+from featurelib.generate import GeneratorConfig, generate
+from featurelib.parquet_files import write_table
 from featurelib.raw_events import TRANSACTION_SCHEMA
 from featurelib.redis_server import RedisServer, free_port
 from featurelib.repo import load_store

@@ -216,7 +216,7 @@ def test_values_out_of_range_are_quarantined_by_stream_and_batch_alike(repo: Pat
                                         "dwell_ms -5 is below its minimum 0",
                                         "scroll_pct 1,000 is above its maximum 100"]
     # The same kind of events dropped straight into data/raw: the batch job leaves them out too.
-    from featurelib.generate import write_table
+    from featurelib.parquet_files import write_table
     from featurelib.raw_events import CLICKSTREAM_SCHEMA, TRANSACTION_SCHEMA
 
     def table(rows: list[dict], schema) -> pd.DataFrame:
