@@ -169,11 +169,9 @@ def _require_redis(store) -> None:
 
 
 def _views(store, names: tuple[str, ...]) -> list[str] | None:
-    known = {v.name for v in store.list_feature_views()}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise BadInput(f"unknown feature view {unknown[0]!r} (expected one of: {', '.join(sorted(known))})")
-    return list(names) or None
+    from featurelib.repo import view_names
+
+    return view_names(store, names)
 
 
 @cli.command()

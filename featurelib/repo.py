@@ -6,7 +6,7 @@ import contextlib
 import io
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from feast import Entity, FeatureStore, FeatureView
@@ -81,6 +81,16 @@ def redis_client(store: FeatureStore):
 
 def redis_address(store: FeatureStore) -> str:
     return store.config.online_store.connection_string.split(",")[0]
+
+
+def view_names(store: FeatureStore, names: Sequence[str]) -> list[str] | None:
+    """``names`` checked against the registered feature views (``UserError`` naming the first
+    unknown one and the known ones); ``None`` for no names (every view)."""
+    known = {v.name for v in store.list_feature_views()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"unknown feature view {unknown[0]!r} (expected one of: {', '.join(sorted(known))})")
+    return list(names) or None
 
 
 def require_redis(store: FeatureStore, timeout: float = 2.0) -> None:
