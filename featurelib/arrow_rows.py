@@ -186,9 +186,10 @@ def row_commands(view: FeatureView, rows: list[dict], prefix: str, now_us: int, 
     if None in types or len(join_keys) != 1:
         return None
     ts = view.batch_source.timestamp_field
-    rows = [r for r in rows if contract.is_live(contract.expiry_ms(r[ts], life_ms), now_us)]
+    expiring = [(r, contract.expiry_ms(r[ts], life_ms)) for r in rows]
+    live = [(r, expire) for r, expire in expiring if contract.is_live(expire, now_us)]
+    rows, expire_ms = [r for r, _ in live], [expire for _, expire in live]
     keys = contract.hash_keys(prefix, join_keys, [[r[join_keys[0]] for r in rows]], view.name)
     event_us = [r[ts] for r in rows]
-    expire_ms = [contract.expiry_ms(t, life_ms) for t in event_us]
     columns = [[text(r[f.name]) for r in rows] for f, text in zip(view.features, types)]
     return _commands(view, keys, event_us, [now_us] * len(rows), expire_ms, columns)

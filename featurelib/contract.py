@@ -308,9 +308,6 @@ class JsonCodec(Codec):
     def decode_proto(self, raw: bytes) -> ValueProto:
         return json_values.from_json(self.value_type, json.loads(raw))
 
-    def decoder(self) -> Callable[[bytes], ValueProto]:
-        return self.decode_proto
-
 
 def _json_codec(value_type: ValueType, field: str) -> JsonCodec:
     def from_text(text: str) -> Any:

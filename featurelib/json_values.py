@@ -39,7 +39,6 @@ NULL_TIMESTAMP_SECONDS = -(1 << 63)
 """Feast's null ``UnixTimestamp`` (list items and scalars): -2**63 seconds."""
 
 _NUMBERS = ("int32", "int64", "float", "double", "bool", "string")
-_TEXTS = ("uuid", "time_uuid", "decimal")
 _UNTYPED_LISTS = ("int32_list_val", "int64_list_val", "float_list_val", "double_list_val", "bool_list_val",
                   "string_list_val")
 _INFERRED = {  # composite types Feast builds from Python values by inference, as JSON gives them back
@@ -136,10 +135,9 @@ def _untyped(value: ValueProto) -> Any:
     if kind in ("map_val", "struct_val", "list_val"):
         return to_json(kind, content)
     if kind in ("map_list_val", "struct_list_val") + _UNTYPED_LISTS and len(content.val):
-        items = to_json(kind, content)
-        if kind in ("float_list_val", "double_list_val") and not all(isinstance(i, float) for i in items):
-            return [float(i) for i in content.val]  # NaN, Infinity as JSON tokens: strings would be text
-        return items
+        if kind in ("float_list_val", "double_list_val"):
+            return list(content.val)  # NaN, Infinity as JSON tokens: the typed "nan" strings would read back as text
+        return to_json(kind, content)
     if kind.removesuffix("_val") in _NUMBERS:
         return content
     raise ValueError(f"a {kind.removesuffix('_val')} value inside a map, struct or nested list has no JSON "

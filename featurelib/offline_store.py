@@ -146,13 +146,8 @@ class _EntityRows:
             return
         self.columns = list(entity_df.columns)
         self.timestamp = offline_utils.infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes)))
-        instants = entity_df[self.timestamp]
-        if pd.api.types.is_string_dtype(instants) or pd.api.types.is_object_dtype(instants):
-            instants = pd.to_datetime(instants, utc=True)
-        elif instants.dt.tz is None:
-            instants = instants.dt.tz_localize("UTC")
-        else:
-            instants = instants.dt.tz_convert("UTC")
+        instants = _parsed(entity_df[self.timestamp])
+        instants = instants.dt.tz_localize("UTC") if instants.dt.tz is None else instants.dt.tz_convert("UTC")
         if (instants.dropna().dt.nanosecond != 0).any():
             self.caller_instants = instants.reset_index(drop=True)
         self.min_max = (instants.min().floor("us").to_pydatetime(), instants.max().floor("us").to_pydatetime())
@@ -173,6 +168,13 @@ class _EntityRows:
             return table
         restored = pa.Array.from_pandas(self.caller_instants)
         return table.set_column(table.schema.get_field_index(self.timestamp), self.timestamp, restored)
+
+
+def _parsed(instants: pd.Series) -> pd.Series:
+    """Lookup instants given as text parsed as Feast parses them (UTC when they carry no zone)."""
+    if pd.api.types.is_string_dtype(instants) or pd.api.types.is_object_dtype(instants):
+        return pd.to_datetime(instants, utc=True)
+    return instants
 
 
 def _utc(value: Any) -> datetime:
@@ -304,9 +306,7 @@ def _feast_join(config, feature_views, feature_refs, entity_df, registry, projec
     original = None
     if isinstance(entity_df, pd.DataFrame):
         column = offline_utils.infer_event_timestamp_from_entity_df(dict(zip(entity_df.columns, entity_df.dtypes)))
-        instants = entity_df[column]
-        if pd.api.types.is_string_dtype(instants) or pd.api.types.is_object_dtype(instants):
-            instants = pd.to_datetime(instants, utc=True)
+        instants = _parsed(entity_df[column])
         if pd.api.types.is_datetime64_any_dtype(instants) and (instants.dropna().dt.nanosecond != 0).any():
             original = instants
             entity_df = entity_df.assign(**{column: instants.dt.floor("us"), ROW: range(len(entity_df))})

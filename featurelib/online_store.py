@@ -53,8 +53,8 @@ from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictStr, field_validator
 
 from featurelib import arrow_rows, contract, errors, feast_compat
-from featurelib.proto_rows import ViewCodecs, decode_rows, key_of
-from featurelib.redis_connection import client_options, connection_string_from_env, make_client, view_ttl_seconds
+from featurelib.proto_rows import ViewCodecs, decode_rows, key_of, view_ttl_seconds
+from featurelib.redis_connection import client_options, connection_string_from_env, make_client
 from featurelib.redis_writer import RedisRowWriter, Refusals
 from featurelib.timeutil import to_us
 

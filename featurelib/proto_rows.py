@@ -14,10 +14,16 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from featurelib import contract, feast_compat, json_values
-from featurelib.redis_connection import view_ttl_seconds
 from featurelib.timeutil import from_us
 
 _NULL = ValueProto()
+
+
+def view_ttl_seconds(view: Any) -> float:
+    """The view's TTL in seconds, 0 for none: also for an on-demand view written to the online
+    store (``write_to_online_store=True``), which has no TTL."""
+    ttl = getattr(view, "ttl", None)
+    return ttl.total_seconds() if ttl else 0.0
 
 
 def _entity_text(value: ValueProto) -> str:

@@ -73,10 +73,3 @@ def client_options(cfg: RedisHashOnlineStoreConfig, asynchronous: bool = False) 
         from redis.retry import Retry
     return {"socket_timeout": cfg.socket_timeout_seconds, "socket_connect_timeout": cfg.connect_timeout_seconds,
             "retry": Retry(NoBackoff(), 1)}
-
-
-def view_ttl_seconds(view: Any) -> float:
-    """The view's TTL in seconds, 0 for none: also for an on-demand view written to the online
-    store (``write_to_online_store=True``), which has no TTL."""
-    ttl = getattr(view, "ttl", None)
-    return ttl.total_seconds() if ttl else 0.0
