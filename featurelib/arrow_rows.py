@@ -164,32 +164,3 @@ def _commands(view: FeatureView, keys: list[str], event_us: list[int], created_u
     names = [f.name for f in view.features]
     return [(key, contract.write_args(ev, cr, ex, zip(names, texts)))
             for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns)]
-
-
-_PYTHON_TEXT = {  # the text ``_texts`` gives for the Arrow cell a Python value of this type converts to
-    ValueType.DOUBLE: lambda v: None if v is None or v != v else repr(float(v)),
-    ValueType.INT64: lambda v: None if v is None else str(int(v)),
-    ValueType.BOOL: lambda v: None if v is None else ("true" if v else "false"),
-    ValueType.STRING: lambda v: v,
-    ValueType.STRING_LIST: lambda v: None if v is None else contract.codec(ValueType.STRING_LIST).to_text(v),
-}
-
-
-def row_commands(view: FeatureView, rows: list[dict], prefix: str, now_us: int, life_ms: int
-                 ) -> list[tuple[str, list]] | None:
-    """``write_commands`` for rows given as dicts (one join key; the view's timestamp field in
-    integer microseconds; features as Python values): the commands the same rows give as an
-    Arrow batch without a created timestamp column, without building one. ``None`` when the
-    view has a feature type or join keys this path does not cover."""
-    types = [_PYTHON_TEXT.get(f.dtype.to_value_type()) for f in view.features]
-    join_keys = [e.name for e in view.entity_columns]
-    if None in types or len(join_keys) != 1:
-        return None
-    ts = view.batch_source.timestamp_field
-    expiring = [(r, contract.expiry_ms(r[ts], life_ms)) for r in rows]
-    live = [(r, expire) for r, expire in expiring if contract.is_live(expire, now_us)]
-    rows, expire_ms = [r for r, _ in live], [expire for _, expire in live]
-    keys = contract.hash_keys(prefix, join_keys, [[r[join_keys[0]] for r in rows]], view.name)
-    event_us = [r[ts] for r in rows]
-    columns = [[text(r[f.name]) for r in rows] for f, text in zip(view.features, types)]
-    return _commands(view, keys, event_us, [now_us] * len(rows), expire_ms, columns)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from featurelib import semantics as s
 from featurelib import tags
-from featurelib.engine import SORT_KEYS, compute_view, output_schema
+from featurelib.engine import compute_view, output_schema
 from featurelib.errors import OperationalError, unreadable
 from featurelib.paths import data_dir, features_dir, raw_dir, repo_option
 from featurelib.raw_reader import RawEvents
@@ -53,7 +53,7 @@ class ViewBuild:
 
 
 def _sorted_batches(view: s.ViewSemantics, events: RawEvents, batch_rows: int, threads: int | None) -> Iterator[pa.RecordBatch]:
-    order = ", ".join([view.join_key, *SORT_KEYS[view.events]])
+    order = ", ".join([view.join_key, *view.sort_keys])
     con = events.connect(threads)
     reader = con.sql(f"{events.relation(EVENT_COLUMNS[view.events])} ORDER BY {order}").to_arrow_reader(batch_rows)
     try:

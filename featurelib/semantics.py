@@ -1,15 +1,19 @@
 """The exact meaning of every stored feature: one module, two engines.
 
-This module is the single source of truth for feature semantics. The batch
-engine (``featurelib.batch``, DuckDB) and the stream processor both compute
-*aggregates* (integer counts, integer sums of cents, milliseconds and percent,
-distinct counts, timestamps) and then call the ``derive_*`` functions below to
-turn aggregates into feature values. Because aggregates are integers and the
-derivations are the same numpy code, the two engines agree bit for bit.
+This module is the single source of truth for feature semantics. Each view declares
+its windowed *aggregates* as data (``featurelib.aggregations``: counts, integer sums of
+cents, milliseconds and percent, maxima, distinct counts, event times, one custom
+``CurrentSession``) and one ``derive_*`` function that turns them into feature values.
+The batch engine (``featurelib.engine``) evaluates the aggregates column-wise, the
+stream processor incrementally per entity (``featurelib.stream.windows``), both with the
+same operators; because aggregates are integers and the derivations are the same numpy
+code, the two agree bit for bit. ``featurelib.reference`` computes every feature straight
+from its written definition by scanning the raw events; tests compare both engines with
+it on random event sets.
 
-The ``reference_*`` functions compute each feature straight from its definition
-by scanning the raw events (plain Python, no numpy, no cleverness). Tests
-compare both engines against them on random event sets.
+Adding a windowed feature of a standard operation: one ``Aggregation`` and one line of
+its view's ``derive_*`` here, its definition in ``featurelib.reference``, its field in
+``feature_views.py``.
 
 Rules shared by every view (see ``docs/SEMANTICS.md`` for the long form):
 
@@ -36,8 +40,8 @@ Rules shared by every view (see ``docs/SEMANTICS.md`` for the long form):
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +49,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurelib.aggregations import Aggregation
+from featurelib.custom_aggregations import CurrentSession
 from featurelib.timeutil import DAY, HOUR, MINUTE, SECOND
 
 W_5M = 5 * MINUTE
@@ -65,76 +71,6 @@ LIKELY_PURCHASER_MIN_ENGAGEMENT = 0.35
 
 TRANSACTIONS = "transactions"
 CLICKSTREAM = "clickstream"
-
-
-@dataclass(frozen=True)
-class ViewSemantics:
-    """How one feature view is computed from one raw event stream."""
-
-    name: str
-    join_key: str
-    events: str
-    change_offsets: tuple[int, ...]
-    features: tuple[str, ...]
-
-
-TRANSACTION_STATS = ViewSemantics(
-    name="transaction_stats_5m",
-    join_key="card_id",
-    events=TRANSACTIONS,
-    change_offsets=(0, W_5M, W_30M, W_24H),
-    features=(
-        "txn_count_5m", "txn_count_30m", "txn_count_24h",
-        "amount_sum_5m", "amount_avg_5m", "amount_max_5m",
-        "unique_countries_5m", "geo_diversity_score",
-        "time_since_last_txn_min", "is_weekend",
-        "velocity_score", "high_risk_txn_ratio", "is_high_velocity",
-    ),
-)
-CARD_PROFILE = ViewSemantics(
-    name="card_profile_24h",
-    join_key="card_id",
-    events=TRANSACTIONS,
-    change_offsets=(0, W_24H),
-    features=(
-        "card_amount_avg_24h", "card_amount_std_24h", "card_distinct_countries_24h", "card_countries_24h",
-        "card_distinct_devices_24h", "card_distinct_merchants_24h", "last_txn_unix_us",
-    ),
-)
-DEVICE_ACTIVITY = ViewSemantics(
-    name="device_activity_24h",
-    join_key="device_id",
-    events=TRANSACTIONS,
-    change_offsets=(0, W_1H, W_24H),
-    features=(
-        "device_txn_count_1h", "device_txn_count_24h", "device_distinct_cards_24h",
-        "device_distinct_users_24h", "device_distinct_countries_24h", "device_amount_sum_24h",
-    ),
-)
-USER_ENGAGEMENT = ViewSemantics(
-    name="user_engagement_5m",
-    join_key="user_id",
-    events=CLICKSTREAM,
-    change_offsets=(0, W_5M, SESSION_TIMEOUT, SESSION_HORIZON),
-    features=(
-        "session_duration_min", "pages_per_session", "avg_dwell_time_sec", "avg_scroll_depth",
-        "click_rate_5m", "cart_adds_session", "conversion_rate_session", "engagement_score",
-        "is_likely_purchaser",
-    ),
-)
-SESSION_ACTIVITY = ViewSemantics(
-    name="session_activity",
-    join_key="session_id",
-    events=CLICKSTREAM,
-    change_offsets=(0, SESSION_HORIZON),
-    features=(
-        "session_event_count", "session_page_views", "session_cart_adds", "session_purchases",
-        "session_duration_sec", "session_avg_dwell_time_sec", "session_distinct_categories",
-    ),
-)
-VIEWS: dict[str, ViewSemantics] = {
-    v.name: v for v in (TRANSACTION_STATS, CARD_PROFILE, DEVICE_ACTIVITY, USER_ENGAGEMENT, SESSION_ACTIVITY)
-}
 
 
 # --------------------------------------------------------------------------------------
@@ -299,173 +235,132 @@ def derive_session_activity(a: Mapping[str, np.ndarray]) -> dict[str, pa.Array]:
     }
 
 
-DERIVE = {
-    TRANSACTION_STATS.name: derive_transaction_stats,
-    CARD_PROFILE.name: derive_card_profile,
-    DEVICE_ACTIVITY.name: derive_device_activity,
-    USER_ENGAGEMENT.name: derive_user_engagement,
-    SESSION_ACTIVITY.name: derive_session_activity,
-}
+
+
 
 
 # --------------------------------------------------------------------------------------
-# Brute-force reference: each feature straight from its definition. Plain Python over
-# the raw events of one entity (dicts with raw-event column names; ``event_timestamp``
-# as int microseconds). Slow on purpose: it is the test oracle and the readable spec.
+# Views: which events, which aggregates (as data), which derivation.
 # --------------------------------------------------------------------------------------
 
-Event = Mapping[str, Any]
-
-
-def in_window(events: Iterable[Event], at_us: int, w: int) -> list[Event]:
-    """The events with ``at_us - w < event_timestamp <= at_us``."""
-    return [e for e in events if at_us - w < e["event_timestamp"] <= at_us]
-
-
-def change_points(event_times: Iterable[int], offsets: Sequence[int]) -> list[int]:
-    """Sorted distinct instants ``e + offset`` at which a view's values may change."""
-    return sorted({t + o for t in event_times for o in offsets})
-
-
-def _div(num: int, den: int) -> float:
-    return float(num) / float(den)
-
-
-def reference_transaction_stats(events: Sequence[Event], at_us: int) -> dict[str, Any]:
-    e5, e30, e24 = in_window(events, at_us, W_5M), in_window(events, at_us, W_30M), in_window(events, at_us, W_24H)
-    n5, n24 = len(e5), len(e24)
-    cents5 = [e["amount_cents"] for e in e5]
-    per_country: dict[str, int] = {}
-    for e in e24:
-        per_country[e["country"]] = per_country.get(e["country"], 0) + 1
-    times = sorted((e["event_timestamp"] for e in e24), reverse=True)
-    expected = float(n24) * 5.0 / 1440.0
-    excess = max(float(n5) - expected, 0.0)
-    return {
-        "txn_count_5m": n5,
-        "txn_count_30m": len(e30),
-        "txn_count_24h": n24,
-        "amount_sum_5m": float(sum(cents5)) / 100.0,
-        "amount_avg_5m": _div(sum(cents5), n5) / 100.0 if n5 else None,
-        "amount_max_5m": float(max(cents5)) / 100.0 if n5 else None,
-        "unique_countries_5m": len({e["country"] for e in e5}),
-        "geo_diversity_score": 1.0 - float(sum(c * c for c in per_country.values())) / (float(n24) * float(n24)) if n24 else None,
-        "time_since_last_txn_min": float(times[0] - times[1]) / 60_000_000.0 if n24 >= 2 else None,
-        "is_weekend": (1 if ((times[0] // DAY + 3) % 7) >= 5 else 0) if n24 else None,
-        "velocity_score": excess / (excess + VELOCITY_SOFTNESS),
-        "high_risk_txn_ratio": _div(sum(e["merchant_category"] in HIGH_RISK_MERCHANT_CATEGORIES for e in e24), n24) if n24 else None,
-        "is_high_velocity": n5 >= HIGH_VELOCITY_TXN_COUNT,
-    }
-
-
-def reference_card_profile(events: Sequence[Event], at_us: int) -> dict[str, Any]:
-    e24 = in_window(events, at_us, W_24H)
-    n = len(e24)
-    cents = [e["amount_cents"] for e in e24]
-    mean = float(sum(cents)) / float(n) if n else None
-    var = max(float(sum(c * c for c in cents)) / float(n) - mean * mean, 0.0) if n else None
-    countries = sorted({e["country"] for e in e24})
-    return {
-        "card_amount_avg_24h": mean / 100.0 if n else None,
-        "card_amount_std_24h": math.sqrt(var) / 100.0 if n else None,
-        "card_distinct_countries_24h": len(countries),
-        "card_countries_24h": countries,
-        "card_distinct_devices_24h": len({e["device_id"] for e in e24}),
-        "card_distinct_merchants_24h": len({e["merchant_id"] for e in e24}),
-        "last_txn_unix_us": max(e["event_timestamp"] for e in e24) if n else None,
-    }
-
-
-def reference_device_activity(events: Sequence[Event], at_us: int) -> dict[str, Any]:
-    e24 = in_window(events, at_us, W_24H)
-    return {
-        "device_txn_count_1h": len(in_window(events, at_us, W_1H)),
-        "device_txn_count_24h": len(e24),
-        "device_distinct_cards_24h": len({e["card_id"] for e in e24}),
-        "device_distinct_users_24h": len({e["user_id"] for e in e24}),
-        "device_distinct_countries_24h": len({e["country"] for e in e24}),
-        "device_amount_sum_24h": float(sum(e["amount_cents"] for e in e24)) / 100.0,
-    }
-
-
-def current_session(events: Sequence[Event], at_us: int) -> str | None:
-    """The user's current session at ``at_us``: the session of the user's latest event in
-    ``(at_us - SESSION_TIMEOUT, at_us]``, ties broken by the greatest ``session_id``;
-    ``None`` when that interval holds no event (the session has timed out)."""
-    recent = in_window(events, at_us, SESSION_TIMEOUT)
-    if not recent:
-        return None
-    return max(recent, key=lambda e: (e["event_timestamp"], e["session_id"]))["session_id"]
-
-
-def reference_user_engagement(events: Sequence[Event], at_us: int) -> dict[str, Any]:
-    pv5 = [e for e in in_window(events, at_us, W_5M) if e["event_type"] == "page_view"]
-    clicks5 = sum(e["event_type"] == "click" for e in in_window(events, at_us, W_5M))
-    session = current_session(events, at_us)
-    s = [e for e in in_window(events, at_us, SESSION_HORIZON) if e["session_id"] == session]
-    s_pv = sum(e["event_type"] == "page_view" for e in s)
-    s_cart = sum(e["event_type"] == "add_to_cart" for e in s)
-    s_purchase = sum(e["event_type"] == "purchase" for e in s)
-    n = len(pv5)
-    dwell = _div(sum(e["dwell_ms"] for e in pv5), n) / 1000.0 if n else None
-    scroll = _div(sum(e["scroll_pct"] for e in pv5), n) / 100.0 if n else None
-    click_rate = _div(clicks5, n) if n else None
-    a = min(float(s_pv), 20.0) / 20.0
-    b = min(dwell or 0.0, 120.0) / 120.0
-    score = (((a + b) + (scroll or 0.0)) + min(click_rate or 0.0, 1.0)) / 4.0
-    times = [e["event_timestamp"] for e in s]
-    return {
-        "session_duration_min": float(max(times) - min(times)) / 60_000_000.0 if session else None,
-        "pages_per_session": s_pv,
-        "avg_dwell_time_sec": dwell,
-        "avg_scroll_depth": scroll,
-        "click_rate_5m": click_rate,
-        "cart_adds_session": s_cart,
-        "conversion_rate_session": min(_div(s_purchase, s_cart), 1.0) if s_cart else None,
-        "engagement_score": score,
-        "is_likely_purchaser": s_cart >= 1 and s_purchase == 0 and score >= LIKELY_PURCHASER_MIN_ENGAGEMENT,
-    }
-
-
-def reference_session_activity(events: Sequence[Event], at_us: int) -> dict[str, Any]:
-    s = in_window(events, at_us, SESSION_HORIZON)
-    pv = [e for e in s if e["event_type"] == "page_view"]
-    times = [e["event_timestamp"] for e in s]
-    return {
-        "session_event_count": len(s),
-        "session_page_views": len(pv),
-        "session_cart_adds": sum(e["event_type"] == "add_to_cart" for e in s),
-        "session_purchases": sum(e["event_type"] == "purchase" for e in s),
-        "session_duration_sec": float(max(times) - min(times)) / 1_000_000.0 if s else None,
-        "session_avg_dwell_time_sec": _div(sum(e["dwell_ms"] for e in pv), len(pv)) / 1000.0 if pv else None,
-        "session_distinct_categories": len({e["page_category"] for e in s}),
-    }
-
-
-REFERENCE = {
-    TRANSACTION_STATS.name: reference_transaction_stats,
-    CARD_PROFILE.name: reference_card_profile,
-    DEVICE_ACTIVITY.name: reference_device_activity,
-    USER_ENGAGEMENT.name: reference_user_engagement,
-    SESSION_ACTIVITY.name: reference_session_activity,
+Aggregate = Aggregation | CurrentSession
+SORT_KEYS = {
+    TRANSACTIONS: ("event_timestamp",),
+    CLICKSTREAM: ("event_timestamp", "session_id"),
 }
+"""After the join key, the order of an entity's events (the tie-break matters for the
+current session of ``user_engagement_5m``)."""
 
 
-def reference_rows(view: ViewSemantics, events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Every row the engines must emit for ``view``: one per entity and change point,
-    ``{join_key, "event_timestamp": T, **features}``, sorted by (entity, T)."""
-    by_entity: dict[str, list[Event]] = {}
-    for e in events:
-        by_entity.setdefault(e[view.join_key], []).append(e)
-    rows = []
-    for entity in sorted(by_entity):
-        evs = by_entity[entity]
-        for t in change_points((e["event_timestamp"] for e in evs), view.change_offsets):
-            rows.append({view.join_key: entity, "event_timestamp": t, **REFERENCE[view.name](evs, t)})
-    return rows
+@dataclass(frozen=True)
+class ViewSemantics:
+    """How one feature view is computed from one raw event stream: its aggregates (each a
+    window over the entity's events) and the derivation of its features from them."""
 
+    name: str
+    join_key: str
+    events: str
+    aggregations: tuple[Aggregate, ...]
+    derive: Callable[[Mapping[str, Any]], dict[str, pa.Array]]
+
+    @property
+    def change_offsets(self) -> tuple[int, ...]:
+        """0 (an event enters) and every window length (it leaves), ascending."""
+        return (0,) + tuple(sorted({w for a in self.aggregations for w in a.windows}))
+
+    @property
+    def aggregate_names(self) -> tuple[str, ...]:
+        return tuple(name for a in self.aggregations for name in a.outputs)
+
+    @property
+    def sort_keys(self) -> tuple[str, ...]:
+        return SORT_KEYS[self.events]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The raw-event columns the aggregates read, event time and tie-break first."""
+        names = [*self.sort_keys, *(c for a in self.aggregations for c in a.columns)]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature names, in the order of the view's rows."""
+        return _features(self)
+
+
+@functools.cache
+def _features(view: ViewSemantics) -> tuple[str, ...]:
+    return tuple(view.derive({k: np.zeros(0, np.int64) for k in view.aggregate_names}))
+
+
+PAGE_VIEWS = ("event_type", frozenset({"page_view"}))
+TRANSACTION_STATS = ViewSemantics(
+    name="transaction_stats_5m", join_key="card_id", events=TRANSACTIONS, derive=derive_transaction_stats,
+    aggregations=(
+        Aggregation("n5", "count", window=W_5M),
+        Aggregation("n30", "count", window=W_30M),
+        Aggregation("n24", "count", window=W_24H),
+        Aggregation("sum5", "sum", "amount_cents", W_5M),
+        Aggregation("max5", "max", "amount_cents", W_5M),
+        Aggregation("countries5", "distinct", "country", W_5M),
+        Aggregation("sq24", "count_squares", "country", W_24H),
+        Aggregation("hr24", "count", window=W_24H, where=("merchant_category", HIGH_RISK_MERCHANT_CATEGORIES)),
+        Aggregation("t_last", "last", window=W_24H),
+        Aggregation("t_prev", "last", window=W_24H, nth=2),
+    ),
+)
+CARD_PROFILE = ViewSemantics(
+    name="card_profile_24h", join_key="card_id", events=TRANSACTIONS, derive=derive_card_profile,
+    aggregations=(
+        Aggregation("n", "count", window=W_24H),
+        Aggregation("s1", "sum", "amount_cents", W_24H),
+        Aggregation("s2", "sum_squares", "amount_cents", W_24H),
+        Aggregation("countries", "distinct_list", "country", W_24H),
+        Aggregation("devices", "distinct", "device_id", W_24H),
+        Aggregation("merchants", "distinct", "merchant_id", W_24H),
+        Aggregation("t_last", "last", window=W_24H),
+    ),
+)
+DEVICE_ACTIVITY = ViewSemantics(
+    name="device_activity_24h", join_key="device_id", events=TRANSACTIONS, derive=derive_device_activity,
+    aggregations=(
+        Aggregation("n1h", "count", window=W_1H),
+        Aggregation("n24", "count", window=W_24H),
+        Aggregation("sum24", "sum", "amount_cents", W_24H),
+        Aggregation("cards", "distinct", "card_id", W_24H),
+        Aggregation("users", "distinct", "user_id", W_24H),
+        Aggregation("countries", "distinct", "country", W_24H),
+    ),
+)
+USER_ENGAGEMENT = ViewSemantics(
+    name="user_engagement_5m", join_key="user_id", events=CLICKSTREAM, derive=derive_user_engagement,
+    aggregations=(
+        Aggregation("pv5", "count", window=W_5M, where=PAGE_VIEWS),
+        Aggregation("dwell5", "sum", "dwell_ms", W_5M, where=PAGE_VIEWS),
+        Aggregation("scroll5", "sum", "scroll_pct", W_5M, where=PAGE_VIEWS),
+        Aggregation("clicks5", "count", window=W_5M, where=("event_type", frozenset({"click"}))),
+        CurrentSession(timeout=SESSION_TIMEOUT, horizon=SESSION_HORIZON,
+                       counts=(("s_pv", "page_view"), ("s_cart", "add_to_cart"), ("s_purchase", "purchase"))),
+    ),
+)
+SESSION_ACTIVITY = ViewSemantics(
+    name="session_activity", join_key="session_id", events=CLICKSTREAM, derive=derive_session_activity,
+    aggregations=(
+        Aggregation("n", "count", window=SESSION_HORIZON),
+        Aggregation("pv", "count", window=SESSION_HORIZON, where=PAGE_VIEWS),
+        Aggregation("cart", "count", window=SESSION_HORIZON, where=("event_type", frozenset({"add_to_cart"}))),
+        Aggregation("purchase", "count", window=SESSION_HORIZON, where=("event_type", frozenset({"purchase"}))),
+        Aggregation("dwell", "sum", "dwell_ms", SESSION_HORIZON, where=PAGE_VIEWS),
+        Aggregation("t_first", "first", window=SESSION_HORIZON),
+        Aggregation("t_last", "last", window=SESSION_HORIZON),
+        Aggregation("categories", "distinct", "page_category", SESSION_HORIZON),
+    ),
+)
+VIEWS: dict[str, ViewSemantics] = {
+    v.name: v for v in (TRANSACTION_STATS, CARD_PROFILE, DEVICE_ACTIVITY, USER_ENGAGEMENT, SESSION_ACTIVITY)
+}
 
 __all__ = [
-    "VIEWS", "DERIVE", "REFERENCE", "ViewSemantics", "reference_rows", "change_points", "in_window",
+    "VIEWS", "SORT_KEYS", "ViewSemantics", "Aggregation", "CurrentSession",
     "W_5M", "W_30M", "W_1H", "W_24H", "SESSION_TIMEOUT", "SESSION_HORIZON", "SECOND",
 ]

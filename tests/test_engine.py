@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from featurelib import engine
+from featurelib import engine, timeline
 from featurelib import semantics as s
 from featurelib.timeutil import DAY
 from tests.events import random_events
@@ -18,7 +18,7 @@ def test_range_max_matches_brute_force(seed: int) -> None:
     values = rng.integers(-1000, 1000, int(rng.integers(1, 300)))
     lo = rng.integers(0, len(values) + 1, 500)
     hi = np.minimum(lo + rng.integers(0, 40, 500), len(values))
-    got = engine.range_max(values, lo, hi)
+    got = timeline.range_max(values, lo, hi)
     expected = [values[a:b].max() if b > a else 0 for a, b in zip(lo, hi)]
     assert got.tolist() == expected
 
@@ -27,7 +27,7 @@ def test_timeline_counts_and_totals() -> None:
     rng = np.random.default_rng(3)
     runs = [np.sort(rng.integers(0, 50, n)) for n in (30, 10, 0, 25)]
     values = [rng.integers(0, 9, len(r)) for r in runs]
-    tl = engine.Timeline(runs)
+    tl = timeline.Timeline(runs)
     assert tl.keys.tolist() == sorted(set(np.concatenate(runs).tolist()))
     for i, (run, v) in enumerate(zip(runs, values)):
         assert tl.count(i).tolist() == [int((run <= k).sum()) for k in tl.keys]
@@ -79,7 +79,7 @@ def test_window_sums_stay_exact_when_running_sums_wrap() -> None:
     difference of two) is exact while the window's true sum fits int64."""
     keys = np.arange(40, dtype=np.int64)
     values = np.full(40, 1 << 60, np.int64) - np.arange(40)  # the running sum wraps 5 times
-    tl = engine.Timeline([keys, keys + 7])
+    tl = timeline.Timeline([keys, keys + 7])
     window = tl.total(0, values) - tl.total(1, values)
     expected = [sum(int(v) for k, v in zip(keys, values) if key - 7 < k <= key) for key in tl.keys.tolist()]
     assert window.tolist() == expected and max(expected) == 7 * (1 << 60) - sum(range(7))

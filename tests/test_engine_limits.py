@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from featurelib import engine
+from featurelib import aggregations, engine, reference, timeline
 from featurelib import semantics as s
 from featurelib.raw_events import MAX_AMOUNT_CENTS, MAX_DWELL_MS
 from featurelib.stream.core import StreamCore
@@ -76,7 +76,7 @@ def _sampled_reference(view: s.ViewSemantics, events: pa.Table, rows: list[dict]
     picked |= {i for i, r in enumerate(rows) if r["event_timestamp"] == last[r[view.join_key]]}
     return [rows[i] for i in sorted(picked)], [
         {view.join_key: rows[i][view.join_key], "event_timestamp": rows[i]["event_timestamp"],
-         **s.REFERENCE[view.name](by_entity[rows[i][view.join_key]], rows[i]["event_timestamp"])}
+         **reference.REFERENCE[view.name](by_entity[rows[i][view.join_key]], rows[i]["event_timestamp"])}
         for i in sorted(picked)]
 
 
@@ -90,7 +90,7 @@ def test_rows_equal_reference_at_the_largest_amounts(view: s.ViewSemantics, kind
     rng = np.random.default_rng([n, len(kind), len(view.name)])
     events = _transactions(rng, n, kind)
     got = feature_rows(engine.compute_view(view, events))
-    assert not _mismatches(view, got, s.reference_rows(view, records(events)))
+    assert not _mismatches(view, got, reference.reference_rows(view, records(events)))
 
 
 @pytest.mark.parametrize("view", AMOUNT_VIEWS, ids=lambda v: v.name)
@@ -109,7 +109,7 @@ def test_the_issue_two_transactions_largest_amount_and_zero() -> None:
     events = _with(_with(random_transactions(np.random.default_rng(0), 2, n_cards=1), "amount_cents",
                          [MAX_AMOUNT_CENTS, 0]), "event_timestamp", [BASE_US, BASE_US + HOUR])
     rows = feature_rows(engine.compute_view(s.CARD_PROFILE, events))
-    expected = s.reference_rows(s.CARD_PROFILE, records(events))
+    expected = reference.reference_rows(s.CARD_PROFILE, records(events))
     assert not _mismatches(s.CARD_PROFILE, rows, expected)
     assert rows[1]["card_amount_std_24h"] == MAX_AMOUNT_CENTS / 2 / 100 == 5_000_000.0
 
@@ -122,7 +122,7 @@ def test_the_issue_symptom_std_zero_at_the_largest_amount() -> None:
                          [MAX_AMOUNT_CENTS] * (n - 1) + [0]),
                    "event_timestamp", BASE_US + np.arange(n) * HOUR)
     rows = feature_rows(engine.compute_view(s.CARD_PROFILE, events))
-    expected = s.reference_rows(s.CARD_PROFILE, records(events))
+    expected = reference.reference_rows(s.CARD_PROFILE, records(events))
     assert not _mismatches(s.CARD_PROFILE, rows, expected)
     at_last = rows[n - 1]["card_amount_std_24h"]
     assert at_last == math.sqrt(10 * 1e18 / 11 - (10 * 1e9 / 11) ** 2) / 100 and at_last > 2_800_000
@@ -147,8 +147,7 @@ def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator, path: st
     """Events through ``StreamCore.step`` in time order, in random micro-batches, on the event
     clock; the last emission per (view, entity, instant), as Redis would hold it."""
     events = events.take(pa.array(np.argsort(column_us(events.column("event_timestamp")), kind="stable")))
-    core = StreamCore(lateness_us=0, now_us=0, kinds=(kind,), reference_max_entities=-1 if path == "engine" else 10**9,
-                      reference_max_cost=10**18)  # every step by the engine, or every step by the reference
+    core = StreamCore(lateness_us=0, now_us=0, kinds=(kind,), vectorized_from=0 if path == "engine" else 10**9)  # every step by the engine, or every step incrementally
     emitted: dict[tuple[str, str, int], dict] = {}
 
     def record(result) -> None:
@@ -167,14 +166,14 @@ def _stream_rows(events: pa.Table, kind: str, rng: np.random.Generator, path: st
     return emitted
 
 
-@pytest.mark.parametrize("path", ["engine", "reference"])
+@pytest.mark.parametrize("path", ["engine", "incremental"])
 @pytest.mark.parametrize("kind", ["max_or_zero", "mixed"])
 def test_stream_core_at_the_largest_amounts(path: str, kind: str) -> None:
     rng = np.random.default_rng([5, len(kind), len(path)])
     events = _transactions(rng, 60, kind)
     emitted = _stream_rows(events, s.TRANSACTIONS, rng, path)
     for view in AMOUNT_VIEWS:
-        expected = s.reference_rows(view, records(events))
+        expected = reference.reference_rows(view, records(events))
         got = [emitted[(view.name, r[view.join_key], r["event_timestamp"])] for r in expected]
         assert not _mismatches(view, got, expected), view.name
         assert len([k for k in emitted if k[0] == view.name]) == len(expected)
@@ -200,7 +199,7 @@ def test_clickstream_rows_equal_reference_at_the_largest_dwell_and_scroll(view: 
     rng = np.random.default_rng([6, len(kind), len(view.name)])
     events = _clickstream(rng, 120, kind, span=HOUR)
     got = feature_rows(engine.compute_view(view, events))
-    assert not _mismatches(view, got, s.reference_rows(view, records(events)))
+    assert not _mismatches(view, got, reference.reference_rows(view, records(events)))
 
 
 @pytest.mark.parametrize("view", CLICK_VIEWS, ids=lambda v: v.name)
@@ -212,13 +211,13 @@ def test_thousands_of_clicks_at_the_largest_dwell(view: s.ViewSemantics) -> None
     assert not _mismatches(view, got, expected)
 
 
-@pytest.mark.parametrize("path", ["engine", "reference"])
+@pytest.mark.parametrize("path", ["engine", "incremental"])
 def test_stream_core_at_the_largest_dwell_and_scroll(path: str) -> None:
     rng = np.random.default_rng([8, len(path)])
     events = _clickstream(rng, 60, "max", span=HOUR)
     emitted = _stream_rows(events, s.CLICKSTREAM, rng, path)
     for view in CLICK_VIEWS:
-        expected = s.reference_rows(view, records(events))
+        expected = reference.reference_rows(view, records(events))
         got = [emitted[(view.name, r[view.join_key], r["event_timestamp"])] for r in expected]
         assert not _mismatches(view, got, expected), view.name
 
@@ -236,19 +235,19 @@ def test_exactly_rounded_conversion_of_split_sums() -> None:
     ties = [(1 << 28, 1 << 7), (1 << 28, 3 << 7), ((1 << 28) + 1, 1 << 7), ((1 << 52) - 1, 1 << 31), (1 << 53, 1 << 31)]
     hi = np.concatenate([hi, [h for h, _ in ties]]).astype(np.int64)
     lo = np.concatenate([lo, [x for _, x in ties]]).astype(np.int64)
-    got = engine._float_of(hi, lo)
+    got = timeline.float_of(hi, lo)
     expected = [float((int(h) << 32) + int(x)) for h, x in zip(hi, lo)]
     assert [g.hex() for g in got.tolist()] == [e.hex() for e in expected]
 
 
 def test_the_schema_is_inside_the_engine_bounds() -> None:
-    assert engine._MAX_ABS_AMOUNT ** 2 <= 2**63 - 1 < (engine._MAX_ABS_AMOUNT + 1) ** 2
-    assert MAX_AMOUNT_CENTS <= engine._MAX_ABS_AMOUNT
-    assert engine._MAX_ABS_VALUE >= MAX_DWELL_MS >= 100
+    assert timeline.MAX_ABS_AMOUNT ** 2 <= 2**63 - 1 < (timeline.MAX_ABS_AMOUNT + 1) ** 2
+    assert MAX_AMOUNT_CENTS <= timeline.MAX_ABS_AMOUNT
+    assert timeline.MAX_ABS_VALUE >= MAX_DWELL_MS >= 100
     # the largest square's halves: window sums of either fit int64 for any chunk
     square = MAX_AMOUNT_CENTS ** 2
     assert (square >> 32) * engine._MAX_CHUNK_EVENTS < 2**53 and (2**32 - 1) * engine._MAX_CHUNK_EVENTS < 2**63
-    assert engine._MAX_ABS_VALUE * engine._MAX_CHUNK_EVENTS < 2**63
+    assert timeline.MAX_ABS_VALUE * engine._MAX_CHUNK_EVENTS < 2**63
     assert MAX_AMOUNT_CENTS * engine._MAX_CHUNK_EVENTS < 2**53  # sums of cents convert to float exactly
     for view in s.VIEWS.values():  # the key limit alone keeps chunks below the event limit
         assert engine._KEY_LIMIT // (max(view.change_offsets) + 1) < engine._MAX_CHUNK_EVENTS
@@ -294,13 +293,13 @@ def test_country_lists_beyond_arrow_offsets_are_built_in_pieces(monkeypatch: pyt
     total, nbytes = sum(len(x) for x in lists), sum(len(c) for x in lists for c in x)
     widest = max(max(len(x), sum(len(c) for c in x)) for x in lists)
     for limit in (total // 7, max(nbytes // 7, widest)):  # too many entries; too many bytes
-        monkeypatch.setattr(engine, "_LIST_LIMIT", limit)
+        monkeypatch.setattr(aggregations, "LIST_LIMIT", limit)
         got = engine.compute_view(s.CARD_PROFILE, events)
         assert got.column("card_countries_24h").num_chunks >= 7
         assert got.equals(whole)
         since = whole.column("event_timestamp")[len(lists) // 3].value
         assert engine.compute_view(s.CARD_PROFILE, events, since_us=since).equals(
             whole.filter(pa.compute.greater_equal(whole.column("event_timestamp").cast(pa.int64()), since)))
-    monkeypatch.setattr(engine, "_LIST_LIMIT", widest - 1)
+    monkeypatch.setattr(aggregations, "LIST_LIMIT", widest - 1)
     with pytest.raises(ValueError, match="more than an Arrow list can"):
         engine.compute_view(s.CARD_PROFILE, events)

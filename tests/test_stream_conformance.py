@@ -35,7 +35,7 @@ def _arrival_order(rng: np.random.Generator, table: pa.Table, jitter: int) -> tu
 def _run(seed: int, clock: str, sizes: tuple[int, int] = (1, 60), chunk_max: int = 8,
          **thresholds: int) -> tuple[dict, dict, dict, int]:
     """Random streams of ``sizes`` events each, read ``0..chunk_max - 1`` events per stream per step;
-    ``thresholds``: ``StreamCore``'s reference thresholds."""
+    ``thresholds``: ``StreamCore``'s ``vectorized_from``."""
     rng = np.random.default_rng([seed, 7])
     lateness = int(rng.choice([0, SECOND, MINUTE, 10 * MINUTE]))
     streams = {s.TRANSACTIONS: random_transactions(rng, int(rng.integers(*sizes))),
@@ -98,14 +98,14 @@ def test_stream_rows_equal_batch_rows_at_every_change_point(seed: int, clock: st
     _assert_conforms(emitted, accepted, streams)
 
 
-@pytest.mark.parametrize("path", ["engine", "reference"])
+@pytest.mark.parametrize("path", ["engine", "incremental"])
 @pytest.mark.parametrize("seed", range(12))
 def test_each_way_of_computing_a_step_conforms(seed: int, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A step computes its rows with the brute-force reference when it touches few entities and
-    with the vectorized engine otherwise; each alone must give the batch rows."""
+    """A live step advances the incremental window state, a large one is computed by the
+    vectorized engine; each alone must give the batch rows."""
     import featurelib.stream.core as core_module
 
-    thresholds = {"reference_max_entities": -1 if path == "engine" else 10**9, "reference_max_cost": 10**18}
+    thresholds = {"vectorized_from": 0 if path == "engine" else 10**9}
     calls = {"engine": 0}
     compute = core_module.compute_view
 

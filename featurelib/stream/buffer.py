@@ -32,21 +32,6 @@ TRIM_SHARE = 0.125
 """``trim`` copies the buffer only once at least this share of its rows can go (amortized cost)."""
 
 
-def event_records(events: pa.Table) -> list[dict]:
-    """Raw events as the brute-force reference reads them: dicts with ``event_timestamp`` in
-    integer microseconds, and optional integer fields (dwell, scroll) null as 0, the value
-    the batch engine reads for a null (``engine._Chunk.ints``)."""
-    columns = {}
-    for f in events.schema:
-        column = events.column(f.name)
-        if f.name == "event_timestamp":
-            column = pa.chunked_array([column_us(column)], pa.int64())
-        elif pa.types.is_integer(f.type):
-            column = column.fill_null(0)
-        columns[f.name] = column
-    return pa.table(columns).to_pylist()
-
-
 class EntityIndex:
     """Row numbers of each entity of one join key: ``rows`` sorted by (entity code, row).
 
@@ -129,17 +114,40 @@ class EventBuffer:
     def _reset(self, table: pa.Table) -> None:
         """Take ``table`` (arrival order) as the whole buffer and build every index."""
         self._set_batches(table.combine_chunks().to_batches())
-        self.t = column_us(self.table.column("event_timestamp")) if self.table.num_rows else np.empty(0, np.int64)
-        self.by_time = np.argsort(self.t, kind="stable")
-        self.t_sorted = self.t[self.by_time]
+        self._t = column_us(self._table.column("event_timestamp")) if self._table.num_rows else np.empty(0, np.int64)
+        self._by_time = np.argsort(self._t, kind="stable")
+        self._t_sorted = self._t[self._by_time]
         self._index = {k: EntityIndex() for k in self.keys}
         for key, index in self._index.items():
-            index.add(self.table.column(key))
-        self._ids: set[str] = set(self.table.column(ID_FIELD[self.kind]).to_pylist())
-        self._records: list[dict | None] = [None] * self.table.num_rows  # row -> event dict, made on demand
+            index.add(self._table.column(key))
+        self._ids: set[str] = set(self._table.column(ID_FIELD[self.kind]).to_pylist())
+        self._pending: list[pa.Table] = []
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return self._table.num_rows + sum(t.num_rows for t in self._pending)
+
+    @property
+    def table(self) -> pa.Table:
+        """Every buffered event, in arrival order."""
+        self._fold()
+        return self._table
+
+    @property
+    def t(self) -> np.ndarray:
+        """Event times of ``table``'s rows, µs."""
+        self._fold()
+        return self._t
+
+    @property
+    def t_sorted(self) -> np.ndarray:
+        self._fold()
+        return self._t_sorted
+
+    @property
+    def by_time(self) -> np.ndarray:
+        """Row numbers sorted by event time (``t[by_time] == t_sorted``)."""
+        self._fold()
+        return self._by_time
 
     def fresh(self, events: pa.Table) -> np.ndarray:
         """False for events whose id is already buffered or repeated earlier in ``events``."""
@@ -153,24 +161,32 @@ class EventBuffer:
         return np.array(keep, dtype=bool)
 
     def add(self, events: pa.Table) -> None:
+        """Buffer accepted events. Their ids count at once; the indexes take them in at the next
+        read (``_fold``), so a live step, which reads none of them, does not copy the indexes."""
         if events.num_rows == 0:
             return
-        events = conform(events, self.table.schema)
-        first = self.table.num_rows
         self._ids.update(events.column(ID_FIELD[self.kind]).to_pylist())
+        self._pending.append(conform(events, self._table.schema))
+
+    def _fold(self) -> None:
+        """Take the events added since the last read into the table and the indexes."""
+        if not self._pending:
+            return
+        events = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        first = self._table.num_rows
         for key, index in self._index.items():
             index.add(events.column(key))
         t = column_us(events.column("event_timestamp"))
         order = np.argsort(t, kind="stable")
-        at = np.searchsorted(self.t_sorted, t[order], "right")
-        self.by_time = np.insert(self.by_time, at, first + order)
-        self.t_sorted = np.insert(self.t_sorted, at, t[order])
-        self.t = np.concatenate([self.t, t])
-        self._records.extend([None] * events.num_rows)
+        at = np.searchsorted(self._t_sorted, t[order], "right")
+        self._by_time = np.insert(self._by_time, at, first + order)
+        self._t_sorted = np.insert(self._t_sorted, at, t[order])
+        self._t = np.concatenate([self._t, t])
         # At most two record batches: the bulk, and the recent events copied into one batch
         # each step (a copy of the tail only), folded into the bulk once it has grown.
         tail = self._batches[1:] + events.to_batches()
-        if sum(b.num_rows for b in tail) > max(TAIL_ROWS, self.table.num_rows // 8):
+        if sum(b.num_rows for b in tail) > max(TAIL_ROWS, self._table.num_rows // 8):
             self._set_batches(pa.Table.from_batches(self._batches + events.to_batches()).combine_chunks().to_batches())
         else:
             self._set_batches(self._batches[:1] + pa.Table.from_batches(tail).combine_chunks().to_batches())
@@ -178,7 +194,7 @@ class EventBuffer:
     def _set_batches(self, batches: list[pa.RecordBatch]) -> None:
         self._batches = [b for b in batches if b.num_rows]
         self._starts = np.cumsum([0] + [b.num_rows for b in self._batches[:-1]], dtype=np.int64)
-        self.table = pa.Table.from_batches(self._batches, SCHEMAS[self.kind])
+        self._table = pa.Table.from_batches(self._batches, SCHEMAS[self.kind])
 
     def _take(self, rows: np.ndarray, column: str | None = None) -> pa.Table | pa.ChunkedArray:
         """The buffered rows at ``rows`` (ascending row numbers), or one column of them.
@@ -193,65 +209,52 @@ class EventBuffer:
                 source = batch if column is None else batch.column(column)
                 parts.append(source.take(pa.array(piece - start)))
         if column is not None:
-            return pa.chunked_array(parts, self.table.schema.field(column).type)
-        return pa.Table.from_batches(parts, self.table.schema)
-
-    def rows_of(self, key: str, entities: list[str]) -> list[np.ndarray]:
-        """Row numbers of each entity, ascending (arrival order)."""
-        index = self._index[key]
-        return [index.rows_of(e) for e in entities]
-
-    def records(self, rows: list[np.ndarray]) -> list[list[dict]]:
-        """The events at each list of ``rows`` as dicts (the input of ``semantics.REFERENCE``).
-        Each event is converted once, the first time it is asked for."""
-        records = self._records
-        missing = [r for rs in rows for r in rs.tolist() if records[r] is None]
-        if missing:
-            missing = sorted(set(missing))
-            for r, record in zip(missing, event_records(self._take(np.array(missing, dtype=np.int64)))):
-                records[r] = record
-        return [[records[r] for r in rs.tolist()] for rs in rows]
+            return pa.chunked_array(parts, self._table.schema.field(column).type)
+        return pa.Table.from_batches(parts, self._table.schema)
 
     def trim(self, keep_after_us: int, min_share: float = TRIM_SHARE) -> int:
         """Forget events at or before ``keep_after_us`` once they are at least ``min_share``
         of the buffer; returns how many were forgotten."""
-        cut = int(np.searchsorted(self.t_sorted, keep_after_us, "right"))
-        if cut == 0 or cut < min_share * len(self.t):
+        self._fold()
+        cut = int(np.searchsorted(self._t_sorted, keep_after_us, "right"))
+        if cut == 0 or cut < min_share * len(self._t):
             return 0
-        keep = self.t > keep_after_us
+        keep = self._t > keep_after_us
         renumber = np.cumsum(keep) - 1  # old row -> new row, for the rows kept
-        self._ids.difference_update(self.table.column(ID_FIELD[self.kind]).filter(pa.array(~keep)).to_pylist())
-        self._set_batches(self.table.filter(pa.array(keep)).to_batches())  # the same (at most two) batches
-        self.t = self.t[keep]
-        self._records = [r for r, k in zip(self._records, keep.tolist()) if k]
-        self.by_time, self.t_sorted = renumber[self.by_time[cut:]], self.t_sorted[cut:]
+        self._ids.difference_update(self._table.column(ID_FIELD[self.kind]).filter(pa.array(~keep)).to_pylist())
+        self._set_batches(self._table.filter(pa.array(keep)).to_batches())  # the same (at most two) batches
+        self._t = self._t[keep]
+        self._by_time, self._t_sorted = renumber[self._by_time[cut:]], self._t_sorted[cut:]
         for index in self._index.values():
             index.keep(keep, renumber)
         return cut
 
     def entities_with_change_points(self, view: s.ViewSemantics, after_us: int, until_us: int) -> list[str]:
         """Entities with a change point ``e + o`` in ``(after_us, until_us]``."""
+        self._fold()
         found: set[str] = set()
         for o in view.change_offsets:
-            lo = int(np.searchsorted(self.t_sorted, after_us - o, "right"))
-            hi = int(np.searchsorted(self.t_sorted, until_us - o, "right"))
+            lo = int(np.searchsorted(self._t_sorted, after_us - o, "right"))
+            hi = int(np.searchsorted(self._t_sorted, until_us - o, "right"))
             if hi > lo:
-                found.update(self._take(np.sort(self.by_time[lo:hi]), view.join_key).to_pylist())
+                found.update(self._take(np.sort(self._by_time[lo:hi]), view.join_key).to_pylist())
         return list(found)
 
     def next_change_point(self, after_us: int) -> int | None:
         """The earliest change point of any view of this stream after ``after_us``."""
+        self._fold()
         best = None
         for o in sorted({o for v in self.views for o in v.change_offsets}):
-            i = int(np.searchsorted(self.t_sorted, after_us - o, "right"))
-            if i < len(self.t_sorted):
-                candidate = int(self.t_sorted[i]) + o
+            i = int(np.searchsorted(self._t_sorted, after_us - o, "right"))
+            if i < len(self._t_sorted):
+                candidate = int(self._t_sorted[i]) + o
                 best = candidate if best is None else min(best, candidate)
         return best
 
     def events_of(self, view: s.ViewSemantics, entities: list[str]) -> pa.Table:
+        self._fold()
         index = self._index[view.join_key]
         if len(entities) * 8 > len(index):  # most entities: one vectorized pass is cheaper
-            return self.table.filter(pc.is_in(self.table.column(view.join_key), value_set=pa.array(entities, pa.string())))
+            return self._table.filter(pc.is_in(self._table.column(view.join_key), value_set=pa.array(entities, pa.string())))
         rows = index.lookup(entities)
-        return self._take(rows) if len(rows) else self.table.slice(0, 0)
+        return self._take(rows) if len(rows) else self._table.slice(0, 0)

@@ -1,11 +1,13 @@
 """Event-time computation of feature rows from a stream of events (no I/O).
 
-``StreamCore.step`` takes newly read events and the processor's clock and returns
-every feature row whose value may have changed, computed from the buffered events of
-the affected entities by the batch engine (``featurelib.engine.compute_view``) or, for a
-step touching few entities, by the brute-force reference of ``featurelib.semantics``
-(``_reference_rows``). The tests hold both bit-identical to the batch job, which uses the
-engine.
+``StreamCore.step`` takes newly read events and the processor's clock and returns every
+feature row whose value may have changed. A live step (fewer than ``vectorized_from``
+events on a stream) advances the incremental per-entity window state of
+``featurelib.stream.windows``: it costs what the step touches. A larger step (a backlog)
+is a batch: the vectorized engine (``featurelib.engine.compute_view``) computes the rows
+of the affected entities from the buffered events (``featurelib.stream.buffer``), and the
+incremental state is loaded again from the buffer at the next live step. The tests hold
+both bit-identical to the batch job, which uses the engine.
 
 Each stream has its own clock ``now`` (microseconds): the wall clock (live streams)
 or the highest event time seen so far on that stream (replays, tests). The streams feed
@@ -35,16 +37,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib import semantics as s
-from featurelib.engine import compute_view, output_schema
+from featurelib.engine import compute_view
 from featurelib.stream.buffer import TRIM_SHARE, EventBuffer
+from featurelib.stream.windows import ViewWindows, entity_lows
 from featurelib.timeutil import column_us
 
-REFERENCE_MAX_ENTITIES = 1_000
-"""Steps touching at most this many entities of a view compute its rows with the brute-force
-reference (``_reference_rows``), larger ones with the vectorized batch engine."""
-REFERENCE_MAX_COST = 4_000
-"""... and whose change points times buffered events of their entity sum to at most this
-(the reference's cost; beyond it the engine, about 1.5 ms per call, is faster)."""
+VECTORIZED_FROM = 2_000
+"""Steps with at least this many new events on a stream compute its rows with the vectorized
+engine; smaller ones advance the incremental window state."""
 
 
 @dataclass
@@ -53,19 +53,20 @@ class StepResult:
     too_late: dict[str, pa.Table] = field(default_factory=dict)
     duplicates: int = 0
     rows: dict[str, pa.Table] = field(default_factory=dict)  # view -> emitted rows, sorted by (entity, T)
-    latest: dict[str, list[dict]] = field(default_factory=dict)  # view -> last row of each entity, when computed as dicts
     now_us: int = 0
 
 
 class StreamCore:
     def __init__(self, lateness_us: int, now_us: int = 0, kinds: tuple[str, ...] = (s.TRANSACTIONS, s.CLICKSTREAM),
-                 reference_max_entities: int = REFERENCE_MAX_ENTITIES, reference_max_cost: int = REFERENCE_MAX_COST):
-        """``reference_max_entities`` and ``reference_max_cost``: when a step's rows are computed
-        by the brute-force reference rather than the engine (defaults: the module's constants)."""
+                 vectorized_from: int = VECTORIZED_FROM):
+        """``vectorized_from``: steps with at least this many new events on a stream are computed
+        by the vectorized engine (0: every step; a huge number: none)."""
         self.lateness_us = lateness_us
-        self.reference_max_entities, self.reference_max_cost = reference_max_entities, reference_max_cost
+        self.vectorized_from = vectorized_from
         self.buffers = {k: EventBuffer(k) for k in kinds}
         self.clock = {k: now_us for k in kinds}
+        self.windows: dict[str, dict[str, ViewWindows] | None] = {k: None for k in kinds}
+        """Per stream, the incremental state of its views; None until loaded from the buffer."""
 
     @property
     def now_us(self) -> int:
@@ -86,45 +87,60 @@ class StreamCore:
         and advance every stream's clock to ``now_us`` (default: the stream's highest event
         time seen)."""
         result = StepResult()
-        lowest_new: dict[str, pa.Table] = {}
         latest = dict(self.clock)
-        for kind, (events, arrival) in new.items():
-            if events.num_rows == 0:
-                continue
-            buffer = self.buffers[kind]
-            fresh = buffer.fresh(events)
-            unique = events.filter(pa.array(fresh))
-            result.duplicates += events.num_rows - unique.num_rows
-            if arrival is not None:
-                arrival = np.asarray(arrival)[fresh]
-            ok = self.classify(kind, unique, arrival)
-            accepted = unique.filter(pa.array(ok))
-            result.accepted[kind] = accepted
-            result.too_late[kind] = unique.filter(pa.array(~ok))
-            if unique.num_rows:
-                latest[kind] = max(latest[kind], int(column_us(unique.column("event_timestamp")).max()))
-            buffer.add(accepted)
-            lowest_new[kind] = accepted
         for kind, buffer in self.buffers.items():
+            events, arrival = new.get(kind, (None, None))
+            accepted = self._accept(kind, events, arrival, result, latest) if events is not None else None
             now = max(self.clock[kind], now_us if now_us is not None else latest[kind])
-            for view in buffer.views:
-                rows = self._rows(view, buffer, lowest_new.get(kind), self.clock[kind], now)
-                last_rows = None
-                if isinstance(rows, tuple):
-                    rows, last_rows = rows
-                if rows is not None and rows.num_rows:
-                    result.rows[view.name] = rows
-                    if last_rows is not None:
-                        result.latest[view.name] = last_rows
+            if accepted is not None and accepted.num_rows >= self.vectorized_from:
+                buffer.add(accepted)
+                self.windows[kind] = None  # loaded again from the buffer at the next live step
+                rows = {view.name: self._vectorized_rows(view, buffer, accepted, self.clock[kind], now)
+                        for view in buffer.views}
+            else:
+                rows = self._incremental_rows(kind, accepted, now)
+            result.rows.update({name: r for name, r in rows.items() if r is not None and r.num_rows})
             self.clock[kind] = now
         result.now_us = self.now_us
         return result
 
-    def _rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
-              before: int, now: int) -> pa.Table | tuple[pa.Table, list[dict]] | None:
+    def _accept(self, kind: str, events: pa.Table, arrival: np.ndarray | None, result: StepResult,
+                latest: dict[str, int]) -> pa.Table | None:
+        """The new events that are neither duplicates nor too late (recorded in ``result``)."""
+        if events.num_rows == 0:
+            return None
+        fresh = self.buffers[kind].fresh(events)
+        unique = events.filter(pa.array(fresh))
+        result.duplicates += events.num_rows - unique.num_rows
+        if arrival is not None:
+            arrival = np.asarray(arrival)[fresh]
+        ok = self.classify(kind, unique, arrival)
+        accepted = unique.filter(pa.array(ok))
+        result.accepted[kind] = accepted
+        result.too_late[kind] = unique.filter(pa.array(~ok))
+        if unique.num_rows:
+            latest[kind] = max(latest[kind], int(column_us(unique.column("event_timestamp")).max()))
+        return accepted
+
+    def _incremental_rows(self, kind: str, accepted: pa.Table | None, now: int) -> dict[str, pa.Table]:
+        buffer, before = self.buffers[kind], self.clock[kind]
+        if self.windows[kind] is None:
+            state = self.windows[kind] = {}
+            for view in buffer.views:
+                state[view.name] = ViewWindows(view)
+                state[view.name].load(buffer.table, before)
+        out = {}
+        if accepted is not None and accepted.num_rows:
+            buffer.add(accepted)
+        for name, windows in self.windows[kind].items():
+            earliest = windows.add(accepted) if accepted is not None and accepted.num_rows else {}
+            out[name] = windows.rows(entity_lows(earliest, windows.due(now), before), now)
+        return out
+
+    def _vectorized_rows(self, view: s.ViewSemantics, buffer: EventBuffer, new_events: pa.Table | None,
+                         before: int, now: int) -> pa.Table | None:
         """Rows of ``view`` at change points in ``(low(entity), now]`` for every affected entity,
-        where ``low`` is the earliest new event of the entity, or ``before + 1`` if later or none;
-        with the last row of each entity as dicts when they were computed as dicts."""
+        where ``low`` is the earliest new event of the entity, or ``before + 1`` if later or none."""
         key = view.join_key
         ids: list[pa.Array] = []
         lows: list[np.ndarray] = []
@@ -141,10 +157,6 @@ class StreamCore:
         entities = encoded.dictionary
         low_us = np.full(len(entities), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(low_us, np.asarray(encoded.indices, dtype=np.int64), np.concatenate(lows))
-        if len(entities) <= self.reference_max_entities:
-            rows = _reference_rows(view, buffer, entities.to_pylist(), low_us.tolist(), now, self.reference_max_cost)
-            if rows is not None:
-                return rows
         rows = compute_view(view, buffer.events_of(view, entities.to_pylist()), since_us=int(low_us.min()), until_us=now)
         if rows.num_rows == 0:
             return rows
@@ -153,7 +165,13 @@ class StreamCore:
         return rows if keep.all() else rows.filter(pa.array(keep))
 
     def next_change_point(self) -> int | None:
-        candidates = [b.next_change_point(self.clock[k]) for k, b in self.buffers.items()]
+        candidates = []
+        for kind, buffer in self.buffers.items():
+            state = self.windows[kind]
+            if state is None:
+                candidates.append(buffer.next_change_point(self.clock[kind]))
+            else:
+                candidates += [w.next_change_point() for w in state.values()]
         candidates = [c for c in candidates if c is not None]
         return min(candidates) if candidates else None
 
@@ -172,43 +190,11 @@ class StreamCore:
                 if kind not in arrival_floor:
                     continue
                 floor = min(floor, arrival_floor[kind])
-            dropped += buffer.trim(floor - self.lateness_us - buffer.horizon_us, min_share)
+            keep_after = floor - self.lateness_us - buffer.horizon_us
+            dropped += buffer.trim(keep_after, min_share)
+            for windows in (self.windows[kind] or {}).values():
+                windows.forget(keep_after)
         return dropped
-
-
-def _reference_rows(view: s.ViewSemantics, buffer: EventBuffer, entities: list[str], low_us: list[int],
-                    now: int, max_cost: int) -> tuple[pa.Table, list[dict]] | None:
-    """The rows of ``_rows`` computed by ``semantics.REFERENCE`` at each change point in
-    ``[low, now]`` of each entity, or None when that would cost more than the batch engine
-    (many change points of entities with many events: an out-of-order event far back).
-
-    Bit-identical to ``compute_view`` (tests/test_semantics.py checks the two on random
-    events): a live step touches a few entities at a few instants, where the vectorized
-    engine's fixed cost per call (about 1.5 ms per view) is most of the work."""
-    order = sorted(range(len(entities)), key=entities.__getitem__)  # rows sorted by (entity, T), as compute_view's
-    entities = [entities[i] for i in order]
-    rows = buffer.rows_of(view.join_key, entities)
-    # Every change point e + o in [low, now] of each entity, in one vectorized pass.
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    offsets = np.asarray(view.change_offsets, dtype=np.int64)
-    owner = np.repeat(np.repeat(np.arange(len(entities)), lengths), len(offsets))
-    points = (buffer.t[np.concatenate(rows)][:, None] + offsets).ravel()
-    wanted = (points >= np.asarray(low_us, dtype=np.int64)[order][owner]) & (points <= now)
-    owner, points = owner[wanted], points[wanted]
-    if int((lengths[owner]).sum()) > max_cost:
-        return None
-    sort = np.lexsort((points, owner))
-    owner, points = owner[sort], points[sort]
-    distinct = np.ones(len(points), dtype=bool)
-    distinct[1:] = (owner[1:] != owner[:-1]) | (points[1:] != points[:-1])
-    records = buffer.records(rows)  # converted only now that the reference is the cheaper way
-    reference, key = s.REFERENCE[view.name], view.join_key
-    owner, points = owner[distinct], points[distinct]
-    out = [{key: entities[i], "event_timestamp": t, **reference(records[i], t)}
-           for i, t in zip(owner.tolist(), points.tolist())]
-    last = np.ones(len(owner), dtype=bool)
-    last[:-1] = owner[1:] != owner[:-1]
-    return pa.Table.from_pylist(out, schema=output_schema(view)), [out[i] for i in np.flatnonzero(last).tolist()]
 
 
 def latest_rows(rows: pa.Table, key: str) -> pa.Table:

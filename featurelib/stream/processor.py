@@ -286,7 +286,7 @@ class StreamProcessor:
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
         t = self._phase("compute", t)
         arrived = np.concatenate(arrivals) if arrivals else None
-        self._submit(self._send, self.writer.all_commands(result.rows, now_us(), result.latest), arrived,
+        self._submit(self._send, self.writer.all_commands(result.rows, now_us()), arrived,
                      background=arrived is not None and len(arrived) >= self.cfg.background_writes_from)
         t = self._phase("write", t)
         for kind, (decoded, _) in new.items():

@@ -39,18 +39,9 @@ class RowWriter:
             raise ValueError(f"rows of {view_name} lack a feature column: {rows.column_names}")
         return [c for chunk in chunks for c in chunk]
 
-    def all_commands(self, rows_by_view: dict[str, pa.Table], now_us: int,
-                     latest: dict[str, list[dict]] | None = None) -> list[tuple[str, list]]:
-        """Commands for every view's rows; from ``latest[view]`` (the last row of each entity as
-        dicts) where the step has them, which gives the same commands without Arrow."""
-        out = []
-        for view, rows in rows_by_view.items():
-            commands = None
-            if latest and view in latest:
-                table = self.views[view]
-                commands = arrow_rows.row_commands(table, latest[view], self.prefix, now_us, self.settings.life_ms(table))
-            out += commands if commands is not None else self.commands(view, rows, now_us)
-        return out
+    def all_commands(self, rows_by_view: dict[str, pa.Table], now_us: int) -> list[tuple[str, list]]:
+        """Commands for the newest row of each entity of every view."""
+        return [c for view, rows in rows_by_view.items() for c in self.commands(view, rows, now_us)]
 
     def send(self, commands: list[tuple[str, list]]) -> list[int]:
         """Write ``commands`` through the contract's script, pipelined; returns the script's

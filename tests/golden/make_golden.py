@@ -1,6 +1,6 @@
 """Write the golden vectors: ``events.json`` (hand-picked raw events) and ``expected.json``
 (every change-point row of every view for them), computed by the brute-force reference of
-``featurelib/semantics.py`` (``reference_rows``), never by the engines.
+``featurelib/reference.py`` (``reference_rows``), never by the engines.
 
 Run from the repository root: ``.venv/bin/python tests/golden/make_golden.py``. Only rerun it
 when a definition changes on purpose; ``tests/test_golden.py`` fails while the committed files
@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from featurelib import reference
 from featurelib import semantics as s
 from featurelib.timeutil import MINUTE, SECOND, format_us, to_us
 
@@ -142,7 +143,7 @@ INFO_FIELDS = ("event_timestamp_iso", "note")
 def reference_input(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Events as ``semantics.reference_*`` read them: raw fields only, ``event_timestamp`` in
     integer microseconds, a null ``dwell_ms`` or ``scroll_pct`` as 0 (what the engine reads
-    for a null, ``engine._Chunk.ints``, and what the stream processor hands its reference)."""
+    for a null, ``timeline.Chunk.ints``, and what the stream processor hands its reference)."""
     out = []
     for e in events:
         r = {k: v for k, v in e.items() if k not in INFO_FIELDS}
@@ -169,7 +170,7 @@ def _type(values: list[Any]) -> str:
 def expected() -> dict[str, Any]:
     views = {}
     for view in s.VIEWS.values():
-        rows = s.reference_rows(view, reference_input(EVENTS[view.events]))
+        rows = reference.reference_rows(view, reference_input(EVENTS[view.events]))
         out = [{view.join_key: r[view.join_key], "event_timestamp": r["event_timestamp"],
                 "event_timestamp_iso": format_us(r["event_timestamp"]), **{f: r[f] for f in view.features}}
                for r in rows]
