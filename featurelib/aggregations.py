@@ -15,8 +15,9 @@ Each operation is one ``Operator`` class with two faces over the same integers:
   a window is a FIFO queue), ``merge`` with the state of later events, ``result`` (the
   stream processor, ``featurelib.stream.windows``).
 
-Where a window holds no event, results without a value (``max``, ``last``, ...) are 0,
-and ``derive_*`` masks them; ``last`` with ``nth=2`` is likewise undefined below 2 events.
+Where a window holds no event, results without a value (``max``, ``min``, ``last``,
+``first``) are undefined (0 or a neighbouring event's value, depending on the face), and
+``derive_*`` masks them; ``last`` with ``nth=2`` is likewise undefined below 2 events.
 ``tests/test_aggregations.py`` holds both faces equal to a brute-force scan per operation;
 ``featurelib.reference`` is the independent oracle of the features themselves. A custom
 aggregate with several results (``CurrentSession``, in ``featurelib.custom_aggregations``)
@@ -31,18 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from featurelib.timeline import Chunk, Timeline, Window, codes, float_of, range_max
+from featurelib.timeline import Chunk, Timeline, Window, codes, float_of, open_lists, range_max
 
 Evaluator = Callable[[Timeline, Mapping[int, Window]], dict[str, Any]]
 """The vectorized face once planned: the timeline and its windows by length -> results by name."""
-
-LIST_LIMIT = (1 << 31) - 1
-"""Arrow lists and strings have int32 offsets: at most this many entries, and bytes, in one
-piece of a ``distinct_list`` column (more make several pieces)."""
-
 
 @dataclass(frozen=True)
 class Aggregation:
@@ -276,40 +270,7 @@ class DistinctList(Distinct):
     def plan(spec, chunk, runs):
         value_codes, names = codes(chunk.column(spec.input))
         _, _, islands = chunk.islands(value_codes, spec.window)
-        return lambda tl, w: _sorted_lists(tl, islands, names)
-
-
-def _sorted_lists(tl: Timeline, islands: tuple, names: pa.Array) -> pa.Array | pa.ChunkedArray:
-    """At each timeline key, the sorted names of the islands open there.
-
-    Arrow lists and strings have int32 offsets: when the entries, or their bytes, exceed
-    ``LIST_LIMIT``, the column is built in pieces (a ``ChunkedArray``) that each fit."""
-    start_keys, end_keys, vals = islands
-    lo = np.searchsorted(tl.keys, start_keys, "left")
-    hi = np.searchsorted(tl.keys, end_keys, "left")  # the island is closed at its end key
-    counts = hi - lo
-    total = int(counts.sum())
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(lo, counts) + (np.arange(total) - first)
-    val = np.repeat(vals, counts)
-    val = val[np.lexsort((val, pos))]
-    ends = np.cumsum(np.bincount(pos, minlength=len(tl.keys)))  # entries up to each key, int64
-    byte_len = np.asarray(pc.binary_length(names), dtype=np.int64)  # per distinct value
-    if total <= LIST_LIMIT and total * int(byte_len.max(initial=0)) <= LIST_LIMIT:  # the usual case
-        return pa.ListArray.from_arrays(pa.array(np.r_[0, ends].astype(np.int32)), names.take(pa.array(val)))
-    byte_ends = np.r_[0, np.cumsum(byte_len[val])][ends]  # bytes up to each key
-    pieces, a = [], 0
-    while a < len(ends):
-        e0, b0 = (int(ends[a - 1]), int(byte_ends[a - 1])) if a else (0, 0)
-        b = min(int(np.searchsorted(ends, e0 + LIST_LIMIT, "right")),
-                int(np.searchsorted(byte_ends, b0 + LIST_LIMIT, "right")))
-        if b == a:
-            raise ValueError(f"one row holds {int(ends[a]) - e0:,} distinct values, "
-                             f"{int(byte_ends[a]) - b0:,} bytes: more than an Arrow list can")
-        offsets = pa.array((np.r_[e0, ends[a:b]] - e0).astype(np.int32))
-        pieces.append(pa.ListArray.from_arrays(offsets, names.take(pa.array(val[e0:int(ends[b - 1])]))))
-        a = b
-    return pa.chunked_array(pieces, pa.list_(pa.string()))
+        return lambda tl, w: open_lists(tl, islands, names)
 
 
 class CountSquares(Distinct):

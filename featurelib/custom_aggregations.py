@@ -23,8 +23,8 @@ class CurrentSession:
     The current session at ``T`` is the session (``input``) of the latest event in ``(T -
     timeout, T]``, ties broken by the event order (time, then the greatest session id); there
     is none when that interval holds no event. Its aggregates cover its events in ``(T -
-    horizon, T]``: ``has_session`` (0/1), ``first`` and ``last`` (event times; 0 without a
-    session), and per name in ``counts`` the number of its events whose ``kind_column`` is
+    horizon, T]``: ``has_session`` (0/1), ``first`` and ``last`` (event times; undefined without
+    a session), and per name in ``counts`` the number of its events whose ``kind_column`` is
     the given kind."""
 
     timeout: int

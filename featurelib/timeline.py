@@ -29,6 +29,9 @@ at most ``raw_events.MAX_AMOUNT_CENTS`` = 1e9; window sums of cents stay < 2**22
 MAX_ABS_VALUE = 1 << 40
 """The largest other integer input (dwell time, scroll depth) the engine sums exactly (window
 sums < 2**62); the schema allows at most 86.4e6 ms and 100 %."""
+LIST_LIMIT = (1 << 31) - 1
+"""Arrow lists and strings have int32 offsets: at most this many entries, and bytes, in one
+piece of a ``distinct_list`` column (more make several pieces)."""
 COLUMN_LIMITS = {"amount_cents": MAX_ABS_AMOUNT}
 """Per integer input column, the largest magnitude summed exactly (others: ``MAX_ABS_VALUE``)."""
 
@@ -202,3 +205,36 @@ class Window:
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         return self.tl.total(0, values) - self.tl.total(self.run, values)
+
+
+def open_lists(tl: Timeline, islands: tuple, names: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """At each timeline key, the sorted names of the islands (``Chunk.islands``) open there.
+
+    Arrow lists and strings have int32 offsets: when the entries, or their bytes, exceed
+    ``LIST_LIMIT``, the column is built in pieces (a ``ChunkedArray``) that each fit."""
+    start_keys, end_keys, vals = islands
+    lo = np.searchsorted(tl.keys, start_keys, "left")
+    hi = np.searchsorted(tl.keys, end_keys, "left")  # the island is closed at its end key
+    counts = hi - lo
+    total = int(counts.sum())
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.repeat(lo, counts) + (np.arange(total) - first)
+    val = np.repeat(vals, counts)
+    val = val[np.lexsort((val, pos))]
+    ends = np.cumsum(np.bincount(pos, minlength=len(tl.keys)))  # entries up to each key, int64
+    byte_len = np.asarray(pc.binary_length(names), dtype=np.int64)  # per distinct value
+    if total <= LIST_LIMIT and total * int(byte_len.max(initial=0)) <= LIST_LIMIT:  # the usual case
+        return pa.ListArray.from_arrays(pa.array(np.r_[0, ends].astype(np.int32)), names.take(pa.array(val)))
+    byte_ends = np.r_[0, np.cumsum(byte_len[val])][ends]  # bytes up to each key
+    pieces, a = [], 0
+    while a < len(ends):
+        e0, b0 = (int(ends[a - 1]), int(byte_ends[a - 1])) if a else (0, 0)
+        b = min(int(np.searchsorted(ends, e0 + LIST_LIMIT, "right")),
+                int(np.searchsorted(byte_ends, b0 + LIST_LIMIT, "right")))
+        if b == a:
+            raise ValueError(f"one row holds {int(ends[a]) - e0:,} distinct values, "
+                             f"{int(byte_ends[a]) - b0:,} bytes: more than an Arrow list can")
+        offsets = pa.array((np.r_[e0, ends[a:b]] - e0).astype(np.int32))
+        pieces.append(pa.ListArray.from_arrays(offsets, names.take(pa.array(val[e0:int(ends[b - 1])]))))
+        a = b
+    return pa.chunked_array(pieces, pa.list_(pa.string()))

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from featurelib import aggregations, engine, reference, timeline
+from featurelib import engine, reference, timeline
 from featurelib import semantics as s
 from featurelib.raw_events import MAX_AMOUNT_CENTS, MAX_DWELL_MS
 from featurelib.stream.core import StreamCore
@@ -293,13 +293,13 @@ def test_country_lists_beyond_arrow_offsets_are_built_in_pieces(monkeypatch: pyt
     total, nbytes = sum(len(x) for x in lists), sum(len(c) for x in lists for c in x)
     widest = max(max(len(x), sum(len(c) for c in x)) for x in lists)
     for limit in (total // 7, max(nbytes // 7, widest)):  # too many entries; too many bytes
-        monkeypatch.setattr(aggregations, "LIST_LIMIT", limit)
+        monkeypatch.setattr(timeline, "LIST_LIMIT", limit)
         got = engine.compute_view(s.CARD_PROFILE, events)
         assert got.column("card_countries_24h").num_chunks >= 7
         assert got.equals(whole)
         since = whole.column("event_timestamp")[len(lists) // 3].value
         assert engine.compute_view(s.CARD_PROFILE, events, since_us=since).equals(
             whole.filter(pa.compute.greater_equal(whole.column("event_timestamp").cast(pa.int64()), since)))
-    monkeypatch.setattr(aggregations, "LIST_LIMIT", widest - 1)
+    monkeypatch.setattr(timeline, "LIST_LIMIT", widest - 1)
     with pytest.raises(ValueError, match="more than an Arrow list can"):
         engine.compute_view(s.CARD_PROFILE, events)

@@ -92,9 +92,11 @@ class StreamCore:
             events, arrival = new.get(kind, (None, None))
             accepted = self._accept(kind, events, arrival, result, latest) if events is not None else None
             now = max(self.clock[kind], now_us if now_us is not None else latest[kind])
-            if accepted is not None and accepted.num_rows >= self.vectorized_from:
-                buffer.add(accepted)
-                self.windows[kind] = None  # loaded again from the buffer at the next live step
+            n = 0 if accepted is None else accepted.num_rows
+            if n >= self.vectorized_from or (n == 0 and self.windows[kind] is None):  # a backlog, or nothing new
+                if n:
+                    buffer.add(accepted)
+                    self.windows[kind] = None  # loaded again from the buffer at the next live step
                 rows = {view.name: self._vectorized_rows(view, buffer, accepted, self.clock[kind], now)
                         for view in buffer.views}
             else:
@@ -122,13 +124,18 @@ class StreamCore:
             latest[kind] = max(latest[kind], int(column_us(unique.column("event_timestamp")).max()))
         return accepted
 
+    def load(self, kind: str) -> None:
+        """Compute the incremental window state of ``kind``'s views from the buffered events, at
+        the stream's clock (the first live step after a start or a backlog does it otherwise)."""
+        buffer = self.buffers[kind]
+        self.windows[kind] = {view.name: ViewWindows(view) for view in buffer.views}
+        for windows in self.windows[kind].values():
+            windows.load(buffer.table, self.clock[kind])
+
     def _incremental_rows(self, kind: str, accepted: pa.Table | None, now: int) -> dict[str, pa.Table]:
         buffer, before = self.buffers[kind], self.clock[kind]
         if self.windows[kind] is None:
-            state = self.windows[kind] = {}
-            for view in buffer.views:
-                state[view.name] = ViewWindows(view)
-                state[view.name].load(buffer.table, before)
+            self.load(kind)
         out = {}
         if accepted is not None and accepted.num_rows:
             buffer.add(accepted)

@@ -212,6 +212,8 @@ class StreamProcessor:
             buffer.add(table.cast(SCHEMAS[kind]))
             loaded += table.num_rows
             self.core.clock[kind] = max(self.core.clock[kind], clock)
+            if self.cfg.clock == "wall":  # live: the window state is computed before the first event
+                self.core.load(kind)
         return loaded
 
     # ------------------------------------------------------------------ loop

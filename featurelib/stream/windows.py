@@ -67,7 +67,8 @@ class ViewWindows:
 
     def load(self, events: pa.Table, clock_us: int) -> None:
         """Start from ``events`` (all of the view's entities' buffered events), at ``clock_us``:
-        every change point up to it is taken as emitted."""
+        every change point up to it is taken as emitted. Each entity's state is computed now,
+        so the first live steps cost no more than later ones."""
         self.entities.clear()
         self._due, self._idle = [], []
         if events.num_rows:
@@ -75,7 +76,8 @@ class ViewWindows:
         for entity, tuples in self._tuples(events).items():
             st = self.entities[entity] = EntityWindows()
             st.events, st.times = tuples, [e[0] for e in tuples]
-            self._schedule(entity, st, clock_us)
+            self.rebuild(st, clock_us)
+            self._reschedule(entity, st, self._next(st))
 
     def add(self, events: pa.Table) -> dict[str, int]:
         """Insert accepted events; returns the earliest new event time per entity."""
@@ -124,8 +126,11 @@ class ViewWindows:
     def next_change_point(self) -> int | None:
         return self._due[0][0] if self._due else None
 
-    def rows(self, lows: dict[str, int], now_us: int) -> pa.Table:
-        """For each entity, its rows at change points in ``[low, now_us]``, sorted by (entity, T)."""
+    def rows(self, lows: dict[str, int], now_us: int) -> pa.Table | None:
+        """For each entity, its rows at change points in ``[low, now_us]``, sorted by (entity, T);
+        None when no entity is affected."""
+        if not lows:
+            return None
         ids: list[str] = []
         times: list[int] = []
         values: list[tuple] = []
@@ -197,13 +202,6 @@ class ViewWindows:
             if lo < n and (best is None or times[lo] + w < best):
                 best = times[lo] + w
         return best
-
-    def _schedule(self, entity: str, st: EntityWindows, clock_us: int) -> None:
-        """Schedule an entity not computed yet: its first change point after ``clock_us``."""
-        times = st.times
-        candidates = [times[i] + o for o in self.offsets
-                      if (i := bisect_right(times, clock_us - o)) < len(times)]
-        self._reschedule(entity, st, min(candidates) if candidates else None)
 
     def _reschedule(self, entity: str, st: EntityWindows, point: int | None) -> None:
         if point is not None:
