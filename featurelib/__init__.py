@@ -3,8 +3,11 @@
 Time and the features' meaning
 
 * ``timeutil``      integer-microsecond UTC time, parsing and formatting;
-* ``semantics``     the exact definition of every stored feature, and its brute-force reference;
-* ``engine``        the vectorized computation of feature rows from raw events (both pipelines);
+* ``semantics``     every view's aggregations (declared as data) and the derivation of its features;
+* ``aggregations``  one operator per operation (count, sum, max, distinct, last, ...), vectorized
+  and incremental; ``custom_aggregations``: the named custom ones (``CurrentSession``);
+* ``engine``        the vectorized computation of feature rows from raw events, over ``timeline``;
+* ``reference``     the brute-force oracle: every feature straight from its definition (tests);
 
 Raw events and the batch pipeline
 
@@ -24,7 +27,7 @@ Feast plugins (named in ``feature_store.yaml``) and the stream contract
 * ``offline_store`` Feast's DuckDB store with ``ASOF JOIN`` point-in-time joins (``asof_join``);
 * ``materialization`` ``feast materialize`` handing Arrow batches to the online store;
 * ``serving``       the compiled read path (provider) and the HTTP feature server;
-* ``stream``        the stream processor: Redis Streams in, contract rows out;
+* ``stream``        the stream processor: Redis Streams in, incremental window state, contract rows out;
 * ``feast_compat``, ``fast_start``: fixes of Feast behaviour, and its faster start-up;
 
 Using the repository (the library behind ``feature_utils.py``)
