@@ -226,7 +226,7 @@ def test_stream_core_at_the_largest_dwell_and_scroll(path: str) -> None:
 
 
 def test_exactly_rounded_conversion_of_split_sums() -> None:
-    """``_float_of(hi, lo)`` is Python's ``float(hi * 2**32 + lo)``: ties to even, carries from
+    """``timeline.float_of(hi, lo)`` is Python's ``float(hi * 2**32 + lo)``: ties to even, carries from
     ``lo`` into ``hi``, and ``hi`` too large for the vectorized path."""
     rng = np.random.default_rng(9)
     hi = np.concatenate([rng.integers(0, 1 << 50, 2_000), rng.integers(0, 1 << 62, 200), rng.integers(-(1 << 62), 0, 50)])

@@ -2,16 +2,19 @@
 
 Rows at instants the processor may still (re)write depend only on events within the
 largest change offset of the stream's views (24 hours) before them, so older events are
-dropped (``trim``). Rows are kept in arrival order, with two indexes that make each step
-cost what it touches rather than the size of the buffer:
+dropped (``trim``). The buffer is what a backlog step computes from (with the vectorized
+engine) and what the incremental window state (``featurelib.stream.windows``) is loaded
+from; live steps only add to it. Rows are kept in arrival order, with two indexes that make
+a backlog step cost what it touches rather than the size of the buffer:
 
 * ``by_time``: row numbers sorted by event time, so "which entities have a change point in
   (a, b]" is a binary search per offset;
 * per join key, an :class:`EntityIndex`, so the events of the affected entities are a lookup.
 
-Both indexes are numpy arrays, updated by insertion (``add``) and by filtering with a
-monotonic renumbering (``trim``): neither sorts the whole buffer again nor steps through
-its rows in Python, so forgetting old events does not stall a live step.
+Both indexes are numpy arrays, updated by insertion (``_fold``, at the first read after
+``add``) and by filtering with a monotonic renumbering (``trim``): neither sorts the whole
+buffer again nor steps through its rows in Python, so forgetting old events does not stall
+a live step.
 """
 
 from __future__ import annotations

@@ -233,9 +233,6 @@ class ViewWindows:
             st.hi -= k
             st.lo = [lo - k for lo in st.lo]
 
-    def event_count(self) -> int:
-        return sum(len(st.times) for st in self.entities.values())
-
 
 def entity_lows(earliest: dict[str, int], due: Iterable[str], before_us: int) -> dict[str, int]:
     """Per affected entity, the first instant whose row may have changed: its earliest new
