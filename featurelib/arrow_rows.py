@@ -60,8 +60,32 @@ def _is_id_column(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+SMALL_COLUMN = 32
+"""Columns of at most this many cells are encoded from their Python values (``_small_texts``):
+below it, Arrow's cost per call is more than the per-value work it saves (a live stream step
+writes a few rows of each view)."""
+
+
+def _small_texts(column: pa.ChunkedArray, value_type: ValueType) -> list | None:
+    """``_texts`` of a short column through the contract's codec of each Python value, for the
+    types whose Python values give the Arrow path's text (doubles from float64 or integers,
+    integers, booleans, strings); None for the others."""
+    t = column.type
+    if not ((value_type == ValueType.DOUBLE and (pa.types.is_float64(t) or pa.types.is_integer(t)))
+            or (value_type in _INTS and pa.types.is_integer(t))
+            or (value_type == ValueType.BOOL and pa.types.is_boolean(t))
+            or (value_type == ValueType.STRING and pa.types.is_string(t))):
+        return None
+    to_text = contract.codec(value_type).to_text
+    return [None if v is None or v != v else to_text(v) for v in column.to_pylist()]  # v != v: NaN
+
+
 def _texts(column: pa.ChunkedArray, value_type: ValueType) -> list:
     """The contract text of every cell (``None`` for a null, and for NaN in a numeric column)."""
+    if len(column) <= SMALL_COLUMN:
+        texts = _small_texts(column, value_type)
+        if texts is not None:
+            return texts
     t = column.type
     if value_type in _FLOATS and (pa.types.is_floating(t) or pa.types.is_integer(t)):
         values = column.to_numpy(zero_copy_only=False)  # nulls become NaN

@@ -104,15 +104,16 @@ def config(tmp_path: Path) -> RepoConfig:
 @pytest.mark.filterwarnings("ignore:Discarding nonzero nanoseconds")  # Feast's rows, truncating as this path does
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(("composite", "created", "ns"), [(False, False, False), (True, True, False), (False, True, True)])
-def test_arrow_encoding_equals_feasts_rows(seed: int, composite: bool, created: bool, ns: bool, config: RepoConfig,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("per_chunk", [64, arrow_rows.SMALL_COLUMN])  # columns encoded by Arrow, or from Python values
+def test_arrow_encoding_equals_feasts_rows(seed: int, composite: bool, created: bool, ns: bool, per_chunk: int,
+                                           config: RepoConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(utils, "_utc_now", lambda: NOW)
     view = _view(composite, created)
     batch = _batch(seed, 400, composite, created, ns)
     expected = _feast_commands(view, batch, config)
     life_ms = config.online_store.life_ms(view)
-    chunks = list(arrow_rows.write_commands(view, batch, "features", NOW_US, life_ms, rows_per_chunk=64))
-    assert len(chunks) == 7 and all(len(c) <= 64 for c in chunks)  # 64 rows of the batch at a time
+    chunks = list(arrow_rows.write_commands(view, batch, "features", NOW_US, life_ms, rows_per_chunk=per_chunk))
+    assert len(chunks) == -(-400 // per_chunk) and all(len(c) <= per_chunk for c in chunks)  # per_chunk rows at a time
     got = [c for chunk in chunks for c in chunk]
     assert 0 < len(got) < 400  # some rows expired, most did not
     assert got == expected
