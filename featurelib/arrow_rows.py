@@ -120,6 +120,9 @@ def _ids(batch: pa.Table, join_keys: list[str]) -> list[str]:
         column = batch.column(name)
         if column.null_count:
             raise ValueError(f"join key {name} has {column.null_count} null value(s)")
+        if len(column) <= SMALL_COLUMN:  # as ``_texts``: Python values, for a few rows
+            parts.append([contract.escape(str(v)) for v in column.to_pylist()])
+            continue
         texts = pc.cast(column, pa.string())
         if pc.any(pc.match_substring_regex(texts, contract.ESCAPED.pattern)).as_py():
             parts.append([contract.escape(t) for t in texts.to_pylist()])
@@ -142,11 +145,12 @@ def _micros(column: pa.ChunkedArray) -> np.ndarray:
 def supports(view: FeatureView, schema: pa.Schema) -> bool:
     """Whether ``schema`` has every feature of ``view`` (of a type the contract encodes as a scalar or
     a list of scalars: composite values go through Feast's rows) and integer or string join keys."""
+    names = set(schema.names)
     for field in view.features:
         codec = contract.CODECS.get(field.dtype.to_value_type())
-        if field.name not in schema.names or codec is None or codec.composite:
+        if field.name not in names or codec is None or codec.composite:
             return False
-    return all(e.name in schema.names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
+    return all(e.name in names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
 
 
 def write_commands(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int,

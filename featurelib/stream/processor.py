@@ -98,7 +98,11 @@ class ProcessorConfig:
     background_writes_from: int = 1_000
     """Steps of at least this many events write on the I/O thread, overlapping the next step."""
     gc_every_s: float = 30.0
-    """While the processor runs, Python's cyclic collector runs this often, not on allocation counts."""
+    """While the processor runs, Python's cyclic collector runs this often, not on allocation counts,
+    over the objects made since the last run (survivors are frozen: the window state is not walked
+    again and again)."""
+    gc_full_every_s: float = 600.0
+    """... and this often over every object (reference cycles among frozen objects are freed then)."""
 
 
 class StreamProcessor:
@@ -461,13 +465,17 @@ class StreamProcessor:
                  f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.cfg.streams.values())}")
         gc.collect()
         gc.freeze()  # what exists now (modules, Feast's registry, the rebuilt state) is never scanned again
-        last_activity = last_progress = last_collect = time.monotonic()
+        last_activity = last_progress = last_collect = last_full = time.monotonic()
         failed = True
         try:
             with _gc_paused():  # collected every cfg.gc_every_s instead (see _gc_paused)
                 while not self._stop:
                     if time.monotonic() - last_collect >= self.cfg.gc_every_s:
+                        if time.monotonic() - last_full >= self.cfg.gc_full_every_s:
+                            gc.unfreeze()
+                            last_full = time.monotonic()
                         gc.collect()
+                        gc.freeze()
                         last_collect = time.monotonic()
                     if self.tick():
                         last_activity = time.monotonic()

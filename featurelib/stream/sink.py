@@ -24,6 +24,7 @@ class RowWriter:
                              "featurelib.online_store.RedisHashOnlineStore")
         self.prefix = self.settings.key_prefix
         self.views = {v.name: v for v in store.list_feature_views()}
+        self._join_key = {v.name: v.join_keys[0] for v in self.views.values()}  # Feast's property checks types per call
         self.client = make_client(self.settings, **client_options(self.settings))
         """The Redis client the writes use."""
         self._writer = RedisRowWriter()
@@ -32,7 +33,7 @@ class RowWriter:
         """Commands for the last row of each entity in ``rows`` (sorted by entity, then time),
         created at ``now_us``."""
         view = self.views[view_name]
-        latest = latest_rows(rows, view.join_keys[0])
+        latest = latest_rows(rows, self._join_key[view_name])
         chunks = arrow_rows.write_commands(view, latest, self.prefix, now_us, self.settings.life_ms(view),
                                            max(latest.num_rows, 1))
         if chunks is None:
