@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from featurelib import duck
 from featurelib.errors import UnreadableFileError
 from featurelib.parquet_files import raw_files, write_table
-from featurelib.raw_events import ID_FIELD, RAW, problems
+from featurelib.raw_events import ID_FIELD, RAW, SCHEMAS, problems
 from featurelib.timeutil import now_us
 
 SCAN_ROWS = 1_000_000
@@ -141,6 +141,12 @@ class RawEvents:
         with self.connect() as con:
             sql = f"SELECT coalesce(epoch_us(max(event_timestamp)), 0) FROM ({self.relation(['event_timestamp'])})"
             return int(con.execute(sql).fetchone()[0])
+
+    def after(self, after_us: int) -> pa.Table:
+        """The valid events later than ``after_us`` (µs), every raw column, by event time."""
+        with self.connect() as con:
+            sql = self.relation(SCHEMAS[self.kind].names, f"epoch_us(event_timestamp) > {int(after_us)}")
+            return con.sql(sql + " ORDER BY event_timestamp").to_arrow_table().cast(SCHEMAS[self.kind])
 
     def write_quarantine(self, quarantine_dir: Path) -> Path | None:
         """Replace ``<quarantine_dir>/<kind>/batch-invalid.parquet`` with the invalid rows of this

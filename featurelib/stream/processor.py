@@ -28,81 +28,29 @@ group refuses to start, or waits as a standby (shard streams by entity to scale 
 from __future__ import annotations
 
 import contextlib
-import gc
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import redis
 
 from featurelib import contract, paths
-from featurelib.errors import OperationalError, first_line
-from featurelib.raw_events import SCHEMAS
 from featurelib.raw_reader import RawEvents
 from featurelib.redis_connection import make_client
 from featurelib.repo import load_store, quiet, redis_address
+from featurelib.stream import collector
+from featurelib.stream.config import ProcessorConfig
 from featurelib.stream.core import StreamCore
-from featurelib.stream.events import STREAMS, decode
+from featurelib.stream.events import decode
+from featurelib.stream.groups import durability_warning, ensure_groups
 from featurelib.stream.landing import Landing
 from featurelib.stream.lease import Leases
-from featurelib.stream.redis_link import RECONNECT_BACKOFF_S, connection_lost, entry_id, fail_fast, raw_streams
+from featurelib.stream.redis_link import connection_lost, fail_fast, raw_streams, wait_for_redis
 from featurelib.stream.sink import RowWriter
 from featurelib.stream.stats import Stats
 from featurelib.timeutil import SECOND, now_us
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector. A large read allocates millions of small
-    acyclic objects (entries, field lists, bytes), and a read-ahead keeps the next batch's
-    alive between steps; the collector, triggered by allocation counts, would walk them
-    again and again (it tripled the cost of turning a large read into columns). Memory is freed by
-    reference counting as usual; only reference cycles wait for the next collection."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@dataclass
-class ProcessorConfig:
-    repo: Path = paths.REPO_ROOT
-    group: str = "featurelib"
-    consumer: str = "processor-1"
-    clock: str = "wall"
-    """``wall``: the clock is the wall clock (live streams); ``event``: the highest event time
-    seen (replays of history as fast as possible)."""
-    lateness_s: float = 10.0
-    timer_ms: int = 20
-    """Wall clock: window exits due are applied at most this often (each row still carries the
-    exact instant of its change point); bounds the work of an idle processor."""
-    read_count: int = 100_000
-    max_block_ms: int = 200
-    flush_rows: int = 100_000
-    flush_seconds: float = 2.0
-    streams: dict[str, str] = field(default_factory=lambda: dict(STREAMS))
-    standby: bool = False
-    """When another processor holds a stream's lease: wait and take over when it stops (else refuse)."""
-    lease_ttl_s: float = 10.0
-    """A processor that stops renewing its lease loses it after this long (a standby takes over)."""
-    reconnect_timeout_s: float | None = None
-    """Give up when Redis stays unreachable this long (None: never)."""
-    background_writes_from: int = 1_000
-    """Steps of at least this many events write on the I/O thread, overlapping the next step."""
-    gc_every_s: float = 30.0
-    """While the processor runs, Python's cyclic collector runs this often, not on allocation counts,
-    over the objects made since the last run (survivors are frozen: the window state is not walked
-    again and again)."""
-    gc_full_every_s: float = 600.0
-    """... and this often over every object (reference cycles among frozen objects are freed then)."""
 
 
 class StreamProcessor:
@@ -146,55 +94,12 @@ class StreamProcessor:
     # ------------------------------------------------------------------ setup
 
     def ensure_groups(self) -> None:
-        """Create the consumer groups, check that Redis kept what was landed from them, and
-        take over entries left pending under other consumer names (a renamed or dead
-        processor: this one holds the lease), so that they are landed too."""
-        for kind, key in self.cfg.streams.items():
-            try:
-                self.redis.xgroup_create(key, self.cfg.group, id="0", mkstream=True)
-                created = True
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-                created = False
-            self._check_kept(kind, key, created)
-            start = "0-0"
-            while True:
-                reply = self.redis.xautoclaim(key, self.cfg.group, self.cfg.consumer, min_idle_time=0,
-                                              start_id=start, count=1000)
-                start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-                if start == "0-0":
-                    break
-
-    def _check_kept(self, kind: str, key: str, created: bool) -> None:
-        """Report when Redis lost entries of ``key`` that this processor had landed: the stream
-        ends before the last entry landed from it, or its consumer group was gone and its
-        entries now start after that one (a group added beside a stream that kept its entries
-        is no loss)."""
-        landed = self.landing.last_landed_id(kind)
-        if landed is None:
-            return
-        info = self.redis.xinfo_stream(key)
-        last = entry_id(info["last-generated-id"])
-        first = entry_id(info["first-entry"][0]) if info.get("first-entry") else None
-        if last < landed:
-            what = f"it ends at entry {last[0]}-{last[1]}, before entry {landed[0]}-{landed[1]} that was landed"
-        elif created and (first is None or first > landed):
-            what = f"its consumer group {self.cfg.group!r} was gone, and so were its entries up to the last one landed"
-        else:
-            return
-        message = (f"Redis at {self.address} lost data of {key}: {what}. It was restarted without persistence (or "
-                   f"from an old snapshot): entries added and not landed before that are lost, and online rows "
-                   f"may be missing. Run Redis with appendonly yes, and `python feature_utils.py restore-online`.")
-        self.stats.redis_lost.append(message)
-        self.log(f"ERROR: {message}")
-
-    def warn_if_not_durable(self) -> None:
-        """Say so when Redis keeps no append-only file: a restart would lose the backlog."""
-        with contextlib.suppress(redis.RedisError):
-            if not int(self.redis.info("persistence").get("aof_enabled", 1)):
-                self.log(f"warning: Redis at {self.address} keeps no append-only file (appendonly no): a restart "
-                         f"loses the unconsumed backlog and the online store (see the README's stream section)")
+        """Create the consumer groups, report what Redis lost of what was landed, take over
+        entries left pending under other consumer names (``featurelib.stream.groups``)."""
+        for message in ensure_groups(self.redis, self.cfg.streams, self.cfg.group, self.cfg.consumer,
+                                     self.landing.last_landed_id, self.address):
+            self.stats.redis_lost.append(message)
+            self.log(f"ERROR: {message}")
 
     def bootstrap(self) -> int:
         """Rebuild window state from the events already landed (generated and streamed).
@@ -210,10 +115,8 @@ class StreamProcessor:
             clock = raw.newest_us()
             # An hour more than the windows need: entries read after a restart may trail it.
             since = clock - self.core.lateness_us - buffer.horizon_us - 3600 * SECOND
-            with raw.connect() as con:
-                table = con.sql(raw.relation(SCHEMAS[kind].names, f"epoch_us(event_timestamp) > {int(since)}")
-                                + " ORDER BY event_timestamp").to_arrow_table()
-            buffer.add(table.cast(SCHEMAS[kind]))
+            table = raw.after(since)
+            buffer.add(table)
             loaded += table.num_rows
             self.core.clock[kind] = max(self.core.clock[kind], clock)
             if self.cfg.clock == "wall":  # live: the window state is computed before the first event
@@ -272,11 +175,6 @@ class StreamProcessor:
                 self._arrival_floor[kind] = max(self._arrival_floor.get(kind, 0), floor)
         return out
 
-    def _phase(self, name: str, started: float) -> float:
-        now = time.perf_counter()
-        self.stats.phase_ms[name] = self.stats.phase_ms.get(name, 0.0) + (now - started) * 1000
-        return now
-
     def process(self, entries: dict[str, list]) -> None:
         t0 = time.perf_counter()
         new = {}
@@ -288,13 +186,13 @@ class StreamProcessor:
             new[kind] = (decoded, decoded.arrival_us if self.cfg.clock == "wall" else None)
             arrivals.append(decoded.arrival_us)
         clock = now_us() if self.cfg.clock == "wall" else None
-        t = self._phase("decode", t0)
+        t = self.stats.phase("decode", t0)
         result = self.core.step({k: (d.events, a) for k, (d, a) in new.items()}, now_us=clock)
-        t = self._phase("compute", t)
+        t = self.stats.phase("compute", t)
         arrived = np.concatenate(arrivals) if arrivals else None
         self._submit(self._send, self.writer.all_commands(result.rows, now_us()), arrived,
                      background=arrived is not None and len(arrived) >= self.cfg.background_writes_from)
-        t = self._phase("write", t)
+        t = self.stats.phase("write", t)
         for kind, (decoded, _) in new.items():
             accepted, late = result.accepted.get(kind), result.too_late.get(kind)
             self.stats.accepted += accepted.num_rows if accepted is not None else 0
@@ -305,7 +203,7 @@ class StreamProcessor:
             self.landing.add(kind, decoded.event_ids + decoded.invalid_ids, accepted, quarantine)
         self.stats.duplicates += result.duplicates
         self.stats.steps += 1
-        self._phase("land", t)
+        self.stats.phase("land", t)
         self.stats.step_ms.append((time.perf_counter() - t0) * 1000)
 
     # ------------------------------------------------------------------ I/O and landing threads
@@ -343,7 +241,7 @@ class StreamProcessor:
         t = time.perf_counter()
         while jobs:
             jobs.popleft().result()
-        self._phase("io wait", t)
+        self.stats.phase("io wait", t)
 
     def _send(self, commands: list, arrived_us: np.ndarray | None) -> None:
         try:
@@ -351,14 +249,10 @@ class StreamProcessor:
         except Exception as e:
             self._io_error = e  # no acknowledgement may follow (see _ack)
             raise
-        refused = sum(1 for r in results if r < 0)
-        self.stats.rows_written += len(results) - refused
+        refused = self.stats.wrote(results, arrived_us)
         if refused:
-            self.stats.rows_refused += refused
             self.log(f"warning: Redis refused {refused} row(s) stamped more than "
                      f"{contract.MAX_AHEAD_US / SECOND:g} s ahead of its clock (is this machine's clock ahead of Redis's?)")
-        if arrived_us is not None and len(arrived_us):
-            self.stats.latencies_ms.extend(((now_us() - arrived_us) / 1000).tolist())
 
     def _ack(self, ids_by_kind: dict[str, list]) -> None:
         if self._io_error is not None:  # those events may not be served: leave them pending
@@ -378,7 +272,7 @@ class StreamProcessor:
         pending = self.landing.take()
         if pending:
             self._land_jobs.append(self._lander.submit(self._land, pending, list(self._io_jobs)))
-        self._phase("flush", t)
+        self.stats.phase("flush", t)
 
     def _land(self, pending: dict, writes: list[Future]) -> None:
         for write in writes:
@@ -391,7 +285,7 @@ class StreamProcessor:
         """One iteration: read, compute, write, land and acknowledge when due. True if
         events were read."""
         self.leases.check()
-        with _gc_paused():
+        with collector.paused():
             entries = self.read(self._block_ms())
             due = self.core.next_change_point() if self.cfg.clock == "wall" else None
             timers = (due is not None and due <= now_us()
@@ -427,7 +321,9 @@ class StreamProcessor:
             if not self._take_leases():
                 return self.stats  # stopped while waiting as a standby
             started = True
-            self.warn_if_not_durable()
+            warning = durability_warning(self.redis, self.address)
+            if warning:
+                self.log(f"warning: {warning}")
             while True:
                 try:
                     self._run_once(until_idle_s, max_events, progress_s)
@@ -463,20 +359,14 @@ class StreamProcessor:
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
                  f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.cfg.streams.values())}")
-        gc.collect()
-        gc.freeze()  # what exists now (modules, Feast's registry, the rebuilt state) is never scanned again
-        last_activity = last_progress = last_collect = last_full = time.monotonic()
+        collection = collector.Collector(self.cfg.gc_every_s, self.cfg.gc_full_every_s)
+        collection.start()
+        last_activity = last_progress = time.monotonic()
         failed = True
         try:
-            with _gc_paused():  # collected every cfg.gc_every_s instead (see _gc_paused)
+            with collector.paused():  # collected on a timer instead (featurelib.stream.collector)
                 while not self._stop:
-                    if time.monotonic() - last_collect >= self.cfg.gc_every_s:
-                        if time.monotonic() - last_full >= self.cfg.gc_full_every_s:
-                            gc.unfreeze()
-                            last_full = time.monotonic()
-                        gc.collect()
-                        gc.freeze()
-                        last_collect = time.monotonic()
+                    collection.tick()
                     if self.tick():
                         last_activity = time.monotonic()
                     if max_events is not None and self.stats.events >= max_events:
@@ -492,7 +382,7 @@ class StreamProcessor:
         finally:
             if failed:
                 self._abandon()
-            gc.unfreeze()
+            collection.stop()
 
     def _abandon(self) -> None:
         """Let the threads finish what they started (their errors are the one already being
@@ -504,34 +394,4 @@ class StreamProcessor:
         self._reset()
 
     def _wait_for_redis(self, error: BaseException | None) -> None:
-        """Return once Redis answers PING, waiting with growing pauses; ``OperationalError`` on
-        refused credentials or after ``reconnect_timeout_s``. ``error``: what lost the connection."""
-        started = time.monotonic()
-        delay, cap = RECONNECT_BACKOFF_S
-        if error is not None:
-            self.log(f"Redis at {self.address} lost ({first_line(error)}): starting over; entries not "
-                     f"acknowledged will be read again")
-        while True:
-            try:
-                self.redis.ping()
-                if error is not None:
-                    self.log(f"Redis at {self.address} answers again after {time.monotonic() - started:.1f} s")
-                return
-            except redis.AuthenticationError as exc:
-                raise OperationalError(f"Redis at {self.address} refused the credentials ({first_line(exc)}): "
-                                       f"check REDIS_PASSWORD or the password in REDIS_CONNECTION_STRING") from None
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if error is None:
-                    error = exc
-                    self.log(f"waiting for Redis at {self.address} ({first_line(exc)})")
-                waited = time.monotonic() - started
-                timeout = self.cfg.reconnect_timeout_s
-                if timeout is not None and waited >= timeout:
-                    raise OperationalError(f"Redis at {self.address} unreachable for {waited:.0f} s "
-                                           f"({first_line(exc)}); giving up") from None
-                if self._stop:
-                    raise OperationalError(f"stopped while Redis at {self.address} was unreachable") from None
-                time.sleep(delay if timeout is None else min(delay, max(timeout - waited, 0.01)))
-                delay = min(delay * 2, cap)
-
-
+        wait_for_redis(self.redis, self.address, self.log, self.cfg.reconnect_timeout_s, lambda: self._stop, error)

@@ -5,10 +5,14 @@ and entry ids are read."""
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from featurelib.errors import OperationalError, first_line
 
 RECONNECT_BACKOFF_S = (0.1, 5.0)
 """Waits between attempts to reach Redis again: from the first, doubling, up to the second."""
@@ -55,3 +59,36 @@ def fail_fast(client) -> None:
 def entry_id(value: bytes | str) -> tuple[int, int]:
     ms, _, seq = (value.decode() if isinstance(value, bytes) else value).partition("-")
     return int(ms), int(seq or 0)
+
+
+def wait_for_redis(client: redis.Redis, address: str, log: Callable[[str], None], timeout: float | None,
+                   stopped: Callable[[], bool], error: BaseException | None = None) -> None:
+    """Return once Redis answers PING, waiting with growing pauses (``RECONNECT_BACKOFF_S``);
+    ``OperationalError`` on refused credentials, after ``timeout`` seconds, or when ``stopped()``.
+    ``error``: what lost the connection, if anything."""
+    started = time.monotonic()
+    delay, cap = RECONNECT_BACKOFF_S
+    if error is not None:
+        log(f"Redis at {address} lost ({first_line(error)}): starting over; entries not "
+            f"acknowledged will be read again")
+    while True:
+        try:
+            client.ping()
+            if error is not None:
+                log(f"Redis at {address} answers again after {time.monotonic() - started:.1f} s")
+            return
+        except redis.AuthenticationError as exc:
+            raise OperationalError(f"Redis at {address} refused the credentials ({first_line(exc)}): "
+                                   f"check REDIS_PASSWORD or the password in REDIS_CONNECTION_STRING") from None
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if error is None:
+                error = exc
+                log(f"waiting for Redis at {address} ({first_line(exc)})")
+            waited = time.monotonic() - started
+            if timeout is not None and waited >= timeout:
+                raise OperationalError(f"Redis at {address} unreachable for {waited:.0f} s "
+                                       f"({first_line(exc)}); giving up") from None
+            if stopped():
+                raise OperationalError(f"stopped while Redis at {address} was unreachable") from None
+            time.sleep(delay if timeout is None else min(delay, max(timeout - waited, 0.01)))
+            delay = min(delay * 2, cap)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from featurelib.timeutil import now_us
+
 
 @dataclass
 class Stats:
@@ -25,6 +27,22 @@ class Stats:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
     step_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
     phase_ms: dict = field(default_factory=dict)  # phase -> total milliseconds
+
+    def phase(self, name: str, started: float) -> float:
+        """Add the time since ``started`` (``time.perf_counter()``) to phase ``name``; returns now."""
+        now = time.perf_counter()
+        self.phase_ms[name] = self.phase_ms.get(name, 0.0) + (now - started) * 1000
+        return now
+
+    def wrote(self, results: list[int], arrived_us: np.ndarray | None) -> int:
+        """Count the write script's results (1 written, 0 a newer row kept, negative refused) and
+        the latency of the events whose rows they were (arrival in µs); returns the refused."""
+        refused = sum(1 for r in results if r < 0)
+        self.rows_written += len(results) - refused
+        self.rows_refused += refused
+        if arrived_us is not None and len(arrived_us):
+            self.latencies_ms.extend(((now_us() - arrived_us) / 1000).tolist())
+        return refused
 
     def percentile(self, q: float, samples: deque | None = None) -> float | None:
         samples = self.latencies_ms if samples is None else samples
