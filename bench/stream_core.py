@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """The stream core alone (``StreamCore.step``, in-process, no Redis): live steps and a backlog.
 
-Generates 5,000 cards over 7 days (both streams). Live: the first 7 days minus 30 minutes are
-the history, then steps of 3 events per stream (event clock), timed one by one (the first step,
-which computes the window state, is left out). Backlog: the whole 7 days in steps of 200,000
-events per stream.
+Generates ``--cards`` cards over ``--days`` days (both streams). Live: all but the last 30
+minutes are the history, then ``--steps`` steps of 3 events per stream (event clock), each
+timed (the first, which computes the window state, is left out). Backlog: the whole history
+in steps of 200,000 events per stream.
 
-    python bench/stream_core.py            # prints step p50 / p99 / mean (ms) and the backlog time (s)
+    python bench/stream_core.py                  # 5,000 cards over 7 days, 500 live steps
+
+Writes bench/results/stream_core.{json,md}.
 """
 
 from __future__ import annotations
@@ -15,18 +17,27 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import numpy as np
+from report import save  # bench/report.py (this script's directory is on sys.path)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from featurelib import semantics as s  # noqa: E402
-from featurelib.generate import GeneratorConfig, generate_clickstream, generate_transactions  # noqa: E402
-from featurelib.stream.core import StreamCore  # noqa: E402
-from featurelib.timeutil import MINUTE, SECOND, column_us  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
 
-def main(steps: int = 500) -> None:
-    cfg = GeneratorConfig(n_cards=5000, days=7, seed=3, end_us=1_800_000_000_000_000)
+@click.command()
+@click.option("--cards", default=5_000, show_default=True)
+@click.option("--days", default=7.0, show_default=True)
+@click.option("--steps", default=500, show_default=True, help="Live steps of 3 events per stream.")
+@click.option("--out", type=click.Path(path_type=Path), default=HERE / "results", show_default=True)
+def main(cards: int, days: float, steps: int, out: Path) -> None:
+    """Time live steps and a backlog of the stream core."""
+    from featurelib import semantics as s
+    from featurelib.generate import GeneratorConfig, generate_clickstream, generate_transactions
+    from featurelib.stream.core import StreamCore
+    from featurelib.timeutil import MINUTE, SECOND, column_us
+
+    cfg = GeneratorConfig(n_cards=cards, days=days, seed=3, end_us=1_800_000_000_000_000)
     tables = {s.TRANSACTIONS: generate_transactions(cfg), s.CLICKSTREAM: generate_clickstream(cfg)}
     tables = {k: t.sort_by("event_timestamp") for k, t in tables.items()}
     core = StreamCore(10 * SECOND)
@@ -43,15 +54,20 @@ def main(steps: int = 500) -> None:
         core.step({k: (t.slice(3 * i, 3), None) for k, t in live.items()})
         times.append((time.perf_counter() - started) * 1000)
     times = times[1:]
-    print(f"live steps: p50 {np.percentile(times, 50):.2f} ms, p99 {np.percentile(times, 99):.2f} ms, "
-          f"mean {np.mean(times):.2f} ms ({steps} steps of 3 events per stream)")
     core = StreamCore(0)
     started = time.perf_counter()
     for pos in range(0, max(t.num_rows for t in tables.values()), 200_000):
         core.step({k: (t.slice(pos, 200_000), None) for k, t in tables.items()})
+    backlog_s = time.perf_counter() - started
     events = sum(t.num_rows for t in tables.values())
-    seconds = time.perf_counter() - started
-    print(f"backlog: {events:,} events in {seconds:.2f} s ({events / seconds:,.0f} events/s)")
+    results = {"live": {"steps": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3),
+                        "p99_ms": round(float(np.percentile(times, 99)), 3), "mean_ms": round(float(np.mean(times)), 3)},
+               "backlog": {"events": events, "seconds": round(backlog_s, 3), "events_per_second": round(events / backlog_s)}}
+    lines = ["| measurement | value |", "|---|---:|",
+             f"| live step (3 events per stream) p50 / p99 / mean | {results['live']['p50_ms']} / "
+             f"{results['live']['p99_ms']} / {results['live']['mean_ms']} ms |",
+             f"| backlog of {events:,} events | {backlog_s:.2f} s ({results['backlog']['events_per_second']:,} events/s) |"]
+    save(out, "stream_core", results, lines)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,11 @@ def test_historical_benchmark_small(tmp_path: Path) -> None:
         assert ours["rows"] == feast["rows"] == 3000 and ours["non_null"] == feast["non_null"] > 0
     assert (tmp_path / "historical.png").stat().st_size > 0
     assert "| 3,000 | transaction_stats_5m | this repository (ASOF) |" in (tmp_path / "historical.md").read_text()
+
+
+def test_stream_core_benchmark_small(tmp_path: Path) -> None:
+    run([sys.executable, "bench/stream_core.py", "--cards", "100", "--days", "1", "--steps", "20", "--out", str(tmp_path)],
+        ROOT, timeout=300)
+    core = json.loads((tmp_path / "stream_core.json").read_text())
+    assert core["live"]["steps"] == 20 and core["live"]["p50_ms"] > 0
+    assert core["backlog"]["events"] > 0 and core["backlog"]["events_per_second"] > 0
