@@ -37,7 +37,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurelib import semantics as s
-from featurelib.arrow_rows import SMALL_COLUMN
 from featurelib.engine import compute_view
 from featurelib.stream.buffer import TRIM_SHARE, EventBuffer
 from featurelib.stream.windows import ViewWindows, entity_lows
@@ -203,16 +202,3 @@ class StreamCore:
             for windows in (self.windows[kind] or {}).values():
                 windows.forget(keep_after)
         return dropped
-
-
-def latest_rows(rows: pa.Table, key: str) -> pa.Table:
-    """The last row of each entity (rows are sorted by entity, then time)."""
-    if rows.num_rows <= SMALL_COLUMN:  # a live step's few rows: Arrow's cost per call would dominate
-        ids = rows.column(key).to_pylist()
-        last = [i for i in range(len(ids)) if i + 1 == len(ids) or ids[i + 1] != ids[i]]
-        return rows if len(last) == len(ids) else rows.take(last)
-    ids = rows.column(key).combine_chunks()
-    last = np.ones(rows.num_rows, dtype=bool)
-    if rows.num_rows > 1:
-        last[:-1] = np.asarray(pc.not_equal(ids[1:], ids[:-1]))
-    return rows.filter(pa.array(last))

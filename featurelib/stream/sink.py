@@ -4,14 +4,15 @@ settings; Feast's provider is not involved."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureStore
 
 from featurelib import arrow_rows
 from featurelib.online_store import RedisHashOnlineStoreConfig
 from featurelib.redis_connection import client_options, make_client
 from featurelib.redis_writer import RedisRowWriter
-from featurelib.stream.core import latest_rows
 
 
 class RowWriter:
@@ -48,3 +49,16 @@ class RowWriter:
         """Write ``commands`` through the contract's script, pipelined; returns the script's
         result per row (1 written, 0 a newer row kept, negative refused: ``contract``)."""
         return self._writer.write(self.client, commands)
+
+
+def latest_rows(rows: pa.Table, key: str) -> pa.Table:
+    """The last row of each entity (rows are sorted by entity, then time)."""
+    if rows.num_rows <= arrow_rows.SMALL_COLUMN:  # a live step's few rows: Arrow's cost per call would dominate
+        ids = rows.column(key).to_pylist()
+        last = [i for i in range(len(ids)) if i + 1 == len(ids) or ids[i + 1] != ids[i]]
+        return rows if len(last) == len(ids) else rows.take(last)
+    ids = rows.column(key).combine_chunks()
+    last = np.ones(rows.num_rows, dtype=bool)
+    if rows.num_rows > 1:
+        last[:-1] = np.asarray(pc.not_equal(ids[1:], ids[:-1]))
+    return rows.filter(pa.array(last))
