@@ -12,14 +12,16 @@ Time and the features' meaning
 Raw events and the batch pipeline
 
 * ``raw_events``    the raw events' fields, types and ranges; ``raw_reader`` reads their Parquet;
-* ``generate``      seeded synthetic raw events (the demo, tests and benchmarks only);
+* ``generate``      seeded synthetic raw events (the demo, tests and benchmarks only): the transactions
+  and the command writing both sets; ``generate_clickstream``: the clickstream; ``generate_population``:
+  the data set's config and the cards, users, devices and merchants both generators draw from;
 * ``batch``         raw Parquet -> one feature Parquet per view, for the offline store;
 * ``duck``          DuckDB queries over Parquet, each on its own connection;
 
 Feast plugins (named in ``feature_store.yaml``) and the stream contract
 
-* ``contract``      keys, value codecs, expiry and the write script's arguments: the one owner of
-  a row's form in Redis (``json_values``: the JSON text of composite values);
+* ``contract``      keys, expiry and the write script's arguments: the one owner of a row's form in
+  Redis; ``codecs``: the text of each value type (``json_values``: the JSON text of composite values);
 * ``redis_writer``  the one writer of rows (script, pipelining, clusters, sync and async);
 * ``redis_connection`` redis-py clients from the online store's settings;
 * ``online_store``  the Redis online store; ``arrow_rows`` and ``proto_rows`` turn Arrow batches and

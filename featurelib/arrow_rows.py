@@ -41,7 +41,7 @@ from feast import FeatureView
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from featurelib import contract
+from featurelib import codecs, contract
 from featurelib.timeutil import column_us
 
 _FLOATS = (ValueType.FLOAT, ValueType.DOUBLE)
@@ -71,12 +71,14 @@ def _small_texts(column: pa.ChunkedArray, value_type: ValueType) -> list | None:
     types whose Python values give the Arrow path's text (doubles from float64 or integers,
     integers, booleans, strings); None for the others."""
     t = column.type
-    if not ((value_type == ValueType.DOUBLE and (pa.types.is_float64(t) or pa.types.is_integer(t)))
-            or (value_type in _INTS and pa.types.is_integer(t))
-            or (value_type == ValueType.BOOL and pa.types.is_boolean(t))
-            or (value_type == ValueType.STRING and pa.types.is_string(t))):
+    if not (
+        (value_type == ValueType.DOUBLE and (pa.types.is_float64(t) or pa.types.is_integer(t)))
+        or (value_type in _INTS and pa.types.is_integer(t))
+        or (value_type == ValueType.BOOL and pa.types.is_boolean(t))
+        or (value_type == ValueType.STRING and pa.types.is_string(t))
+    ):
         return None
-    to_text = contract.codec(value_type).to_text
+    to_text = codecs.codec(value_type).to_text
     return [None if v is None or v != v else to_text(v) for v in column.to_pylist()]  # v != v: NaN
 
 
@@ -105,11 +107,11 @@ def _texts(column: pa.ChunkedArray, value_type: ValueType) -> list:
         us = pc.cast(pc.cast(column, pa.timestamp("us", t.tz), safe=False), pa.int64())
         return [None if v is None else str(v) for v in us.to_pylist()]
     if value_type in _LISTS and (pa.types.is_list(t) or pa.types.is_large_list(t)) and _LISTS[value_type](t.value_type):
-        to_text = contract.codec(value_type).to_text
+        to_text = codecs.codec(value_type).to_text
         return [None if v is None else to_text(v) for v in column.to_pylist()]
     # Anything else (bytes, other lists, unusual column types): Feast's own conversion
     # of this one column, then the contract's encoding of each value.
-    encode = contract.codec(value_type).encode_proto
+    encode = codecs.codec(value_type).encode_proto
     return [encode(p) for p in python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)]
 
 
@@ -147,14 +149,15 @@ def supports(view: FeatureView, schema: pa.Schema) -> bool:
     a list of scalars: composite values go through Feast's rows) and integer or string join keys."""
     names = set(schema.names)
     for field in view.features:
-        codec = contract.CODECS.get(field.dtype.to_value_type())
+        codec = codecs.CODECS.get(field.dtype.to_value_type())
         if field.name not in names or codec is None or codec.composite:
             return False
     return all(e.name in names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
 
 
-def write_commands(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int,
-                   rows_per_chunk: int = 2000) -> Iterator[list[tuple[str, list]]] | None:
+def write_commands(
+    view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int, rows_per_chunk: int = 2000
+) -> Iterator[list[tuple[str, list]]] | None:
     """The ``(key, args)`` pairs of every row of ``batch``, ``rows_per_chunk`` rows of the batch
     at a time, or ``None`` when ``supports`` says no. ``life_ms`` is the view's TTL plus grace
     in milliseconds (0: never expires); rows that expire at or before ``now_us`` are left out.
@@ -162,8 +165,10 @@ def write_commands(view: FeatureView, batch: pa.Table, prefix: str, now_us: int,
     else ``now_us``."""
     if not supports(view, batch.schema):
         return None
-    return (_encode(view, batch.slice(start, rows_per_chunk), prefix, now_us, life_ms)
-            for start in range(0, batch.num_rows, rows_per_chunk))
+    return (
+        _encode(view, batch.slice(start, rows_per_chunk), prefix, now_us, life_ms)
+        for start in range(0, batch.num_rows, rows_per_chunk)
+    )
 
 
 def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_ms: int) -> list[tuple[str, list]]:
@@ -186,9 +191,17 @@ def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_m
     return _commands(view, keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), columns)
 
 
-def _commands(view: FeatureView, keys: list[str], event_us: list[int], created_us: list[int], expire_ms: list[int],
-              columns: list[list]) -> list[tuple[str, list]]:
+def _commands(
+    view: FeatureView,
+    keys: list[str],
+    event_us: list[int],
+    created_us: list[int],
+    expire_ms: list[int],
+    columns: list[list],
+) -> list[tuple[str, list]]:
     """The ``(key, args)`` of each row: timestamps, then the fields that are not null."""
     names = [f.name for f in view.features]
-    return [(key, contract.write_args(ev, cr, ex, zip(names, texts)))
-            for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns)]
+    return [
+        (key, contract.write_args(ev, cr, ex, zip(names, texts)))
+        for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns)
+    ]

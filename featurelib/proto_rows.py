@@ -13,7 +13,7 @@ from feast import FeatureView
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-from featurelib import contract, feast_compat, json_values
+from featurelib import codecs, contract, feast_compat, json_values
 from featurelib.timeutil import from_us
 
 _NULL = ValueProto()
@@ -73,11 +73,13 @@ def coerce(name: str, kind: str, value: Any, field: str) -> Any:
         converted = _coerce_scalar(kind, value, field)
         if converted is not None:
             return converted
-    raise ValueError(f"feature {name!r} is declared as {field.removesuffix('_val')}: a {kind} value "
-                     f"{value if not kind.endswith('_list_val') else list(value.val)!r} does not fit it")
+    raise ValueError(
+        f"feature {name!r} is declared as {field.removesuffix('_val')}: a {kind} value "
+        f"{value if not kind.endswith('_list_val') else list(value.val)!r} does not fit it"
+    )
 
 
-def _text_encoder(codec: contract.Codec, name: str) -> Callable[[Any], str | bytes | None]:
+def _text_encoder(codec: codecs.Codec, name: str) -> Callable[[Any], str | bytes | None]:
     """value of the proto's oneof field -> contract text, None for null (the hot path of every write);
     a composite value JSON cannot hold raises ``ValueError`` naming the feature ``name``."""
     if codec.field in ("double_val", "float_val"):
@@ -106,7 +108,7 @@ class ViewCodecs:
     """Per feature view: how each feature's value is encoded and decoded, its TTL, and its keys."""
 
     def __init__(self, table: FeatureView, prefix: str = contract.DEFAULT_PREFIX, name: str | None = None):
-        self.by_name = {f.name: contract.codec(f.dtype.to_value_type()) for f in table.features}
+        self.by_name = {f.name: codecs.codec(f.dtype.to_value_type()) for f in table.features}
         self.ttl_seconds = view_ttl_seconds(table)
         self.encoders = [(name, c.field, _text_encoder(c, name)) for name, c in self.by_name.items()]
         self.decoders = {name: c.decoder() for name, c in self.by_name.items()}
@@ -154,9 +156,9 @@ def decode_rows(table: FeatureView, requested: list[str], results: list[list], n
     stored values that do not parse (served as null, status NULL_VALUE). ``now_us``: the reader's clock, µs
     since the epoch. A row stamped more than ``contract.MAX_AHEAD_US`` ahead of it is not
     served: it reads as absent (NOT_FOUND), like a missing hash, until a write replaces it."""
-    codecs = read_codecs(table)
-    decode = [codecs.decoders[name] for name in requested]
-    ttl_us = int(codecs.ttl_seconds * 1_000_000)
+    view_codecs = read_codecs(table)
+    decode = [view_codecs.decoders[name] for name in requested]
+    ttl_us = int(view_codecs.ttl_seconds * 1_000_000)
     latest_us = now_us + contract.MAX_AHEAD_US
     rows, stale, unparsable = [], [], []
     for i, reply in enumerate(results):
@@ -173,14 +175,18 @@ def decode_rows(table: FeatureView, requested: list[str], results: list[list], n
             stale.append(i)
             continue
         try:
-            values = {name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])}
+            values = {
+                name: (d(raw) if raw is not None else _NULL) for name, d, raw in zip(requested, decode, reply[1:])
+            }
         except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
             values = _tolerant_values(table.name, requested, decode, reply, i, unparsable)
         rows.append((from_us(event_us), values))
     return rows, stale, unparsable
 
-def _tolerant_values(view: str, requested: list[str], decode: list, reply: list, row: int,
-                 unparsable: list[tuple[int, int]]) -> dict[str, ValueProto]:
+
+def _tolerant_values(
+    view: str, requested: list[str], decode: list, reply: list, row: int, unparsable: list[tuple[int, int]]
+) -> dict[str, ValueProto]:
     """One row's values when one of them does not parse: that one is null (and counted,
     ``serving.observe``), the others are served."""
     from featurelib.serving import observe

@@ -38,7 +38,8 @@ except ImportError:  # redis-py without hiredis: its own pipeline
 from featurelib import feast_compat
 from featurelib.errors import StoreUnavailableError, first_line
 from featurelib.serving import observe
-from featurelib.serving.plan import BoundRequest, ReadPlan, ReadPlans
+from featurelib.serving.plan import ReadPlan, ReadPlans
+from featurelib.serving.reads import BoundRequest
 from featurelib.serving.response import ColumnarOnlineResponse
 from featurelib.timeutil import to_us
 
@@ -50,35 +51,74 @@ class ServingProvider(PassthroughProvider):
         super().__init__(config)
         self.plans = ReadPlans()
 
-    def compiled(self, config: Any, features: Any, registry: Any, project: str, full_feature_names: bool,
-                 include_metadata: bool = False) -> ReadPlan | None:
+    def compiled(
+        self,
+        config: Any,
+        features: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool,
+        include_metadata: bool = False,
+    ) -> ReadPlan | None:
         """The compiled plan for a request, or None when Feast's own path must serve it."""
         from featurelib.online_store import RedisHashOnlineStore
 
         if not isinstance(self.online_store, RedisHashOnlineStore):
             return None
-        return self.plans.plan(registry, project, features, full_feature_names, include_metadata,
-                               config.online_store.key_prefix)
+        return self.plans.plan(
+            registry, project, features, full_feature_names, include_metadata, config.online_store.key_prefix
+        )
 
-    def get_online_features(self, config, features, entity_rows, registry, project, full_feature_names=False,
-                            include_feature_view_version_metadata=False) -> OnlineResponse:
-        plan = self.compiled(config, features, registry, project, full_feature_names,
-                             include_feature_view_version_metadata)
+    def get_online_features(
+        self,
+        config,
+        features,
+        entity_rows,
+        registry,
+        project,
+        full_feature_names=False,
+        include_feature_view_version_metadata=False,
+    ) -> OnlineResponse:
+        plan = self.compiled(
+            config, features, registry, project, full_feature_names, include_feature_view_version_metadata
+        )
         if plan is None or _has_protos(entity_rows):
-            return super().get_online_features(config, features, entity_rows, registry, project, full_feature_names,
-                                               include_feature_view_version_metadata)
+            return super().get_online_features(
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         request = plan.bind(entity_rows)
         replies = read_sync(self.online_store.client(config), request)
         return ColumnarOnlineResponse(request.result(replies, to_us(feast_compat.utc_now())))
 
-    async def get_online_features_async(self, config, features, entity_rows, registry, project,
-                                        full_feature_names=False,
-                                        include_feature_view_version_metadata=False) -> OnlineResponse:
-        plan = self.compiled(config, features, registry, project, full_feature_names,
-                             include_feature_view_version_metadata)
+    async def get_online_features_async(
+        self,
+        config,
+        features,
+        entity_rows,
+        registry,
+        project,
+        full_feature_names=False,
+        include_feature_view_version_metadata=False,
+    ) -> OnlineResponse:
+        plan = self.compiled(
+            config, features, registry, project, full_feature_names, include_feature_view_version_metadata
+        )
         if plan is None or _has_protos(entity_rows):
-            return await super().get_online_features_async(config, features, entity_rows, registry, project,
-                                                           full_feature_names, include_feature_view_version_metadata)
+            return await super().get_online_features_async(
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                include_feature_view_version_metadata,
+            )
         request = plan.bind(entity_rows)
         replies = await read_async(await self.online_store.client_async(config), request)
         return ColumnarOnlineResponse(request.result(replies, to_us(feast_compat.utc_now())))
@@ -89,8 +129,11 @@ def _has_protos(entity_rows: Any) -> bool:
     gRPC server passes them): Feast's own path reads those."""
     if isinstance(entity_rows, Mapping):
         columns = entity_rows.values()
-        return any(isinstance(c, RepeatedValue) or (isinstance(c, (list, tuple)) and len(c) > 0 and isinstance(c[0], ValueProto))
-                   for c in columns)
+        return any(
+            isinstance(c, RepeatedValue)
+            or (isinstance(c, (list, tuple)) and len(c) > 0 and isinstance(c[0], ValueProto))
+            for c in columns
+        )
     first = entity_rows[0] if isinstance(entity_rows, Sequence) and entity_rows else None
     return isinstance(first, Mapping) and any(isinstance(v, ValueProto) for v in first.values())
 

@@ -1,4 +1,4 @@
-"""Feast's online response, built from a ``plan.ReadResult``'s columns.
+"""Feast's online response, built from a ``reads.ReadResult``'s columns.
 
 ``ColumnarOnlineResponse`` is a Feast ``OnlineResponse``: ``to_dict``, ``to_df`` and
 ``to_arrow`` read the columns directly (the values Feast's proto round trip would give),
@@ -26,14 +26,17 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from featurelib import contract
-from featurelib.serving.plan import ReadResult
+from featurelib import codecs
+from featurelib.serving.reads import ReadResult
 
 _STATUS_NAMES = {s: FieldStatus.Name(s) for s in FieldStatus.values()}
 _float_repr, _int_repr = float.__repr__, int.__repr__
-_FIELDS = {kind: c.field for kind, c in contract.CODECS.items()  # types whose Python value is the proto field's
-           if not c.composite and kind not in (ValueType.UNIX_TIMESTAMP, ValueType.JSON, ValueType.UUID,
-                                               ValueType.TIME_UUID, ValueType.DECIMAL)}
+_FIELDS = {
+    kind: c.field
+    for kind, c in codecs.CODECS.items()  # types whose Python value is the proto field's
+    if not c.composite
+    and kind not in (ValueType.UNIX_TIMESTAMP, ValueType.JSON, ValueType.UUID, ValueType.TIME_UUID, ValueType.DECIMAL)
+}
 _NULL = ValueProto()
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"
 _FLOAT_TYPES = (ValueType.DOUBLE, ValueType.FLOAT)
@@ -64,7 +67,9 @@ class ColumnarOnlineResponse(OnlineResponse):
         for name, values, event_us in zip(r.names, r.values, r.event_us):
             out[name] = list(values)
             if include_event_timestamps:
-                out[name + TIMESTAMP_POSTFIX] = [0] * len(values) if event_us is None else [us // 1_000_000 for us in event_us]
+                out[name + TIMESTAMP_POSTFIX] = (
+                    [0] * len(values) if event_us is None else [us // 1_000_000 for us in event_us]
+                )
         return out
 
 
@@ -76,10 +81,13 @@ def to_proto(r: ReadResult) -> GetOnlineFeaturesResponse:
     for values, statuses, event_us, kind in zip(r.values, r.statuses, r.event_us, r.value_types):
         n = len(values)
         stamps = [Timestamp()] * n if event_us is None else [_timestamp(us) for us in event_us]
-        response.results.append(GetOnlineFeaturesResponse.FeatureVector(
-            values=_protos(values, kind),
-            statuses=[FieldStatus.PRESENT] * n if statuses is None else statuses,
-            event_timestamps=stamps))
+        response.results.append(
+            GetOnlineFeaturesResponse.FeatureVector(
+                values=_protos(values, kind),
+                statuses=[FieldStatus.PRESENT] * n if statuses is None else statuses,
+                event_timestamps=stamps,
+            )
+        )
     return response
 
 
@@ -163,10 +171,19 @@ def json_body(r: ReadResult) -> bytes:
                 stamps = stamps_of[id(event_us)] = _ENCODER.encode(_stamp_texts(event_us))
         if kind._value_ not in _NATIVE_TYPES:
             values = _json_values(values, kind)
-        columns.append(''.join(('{"values":[', _scalar(values[0]) if n == 1 else ",".join(map(_scalar, values)),
-                                '],"statuses":',
-                                _present(n) if statuses is None else _statuses_json(statuses, texts_of),
-                                ',"event_timestamps":', stamps, "}")))
+        columns.append(
+            "".join(
+                (
+                    '{"values":[',
+                    _scalar(values[0]) if n == 1 else ",".join(map(_scalar, values)),
+                    '],"statuses":',
+                    _present(n) if statuses is None else _statuses_json(statuses, texts_of),
+                    ',"event_timestamps":',
+                    stamps,
+                    "}",
+                )
+            )
+        )
     text = '{"results":[' + ",".join(columns) + '],"metadata":{"feature_names":' + _ENCODER.encode(r.names) + "}}"
     return text.encode("utf-8")
 
@@ -206,6 +223,16 @@ def _epoch_stamps(n: int) -> str:
 
 # Feast's JSONResponse: json.dumps(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
-_NATIVE_TYPES = frozenset(t.value for t in (ValueType.INT64, ValueType.INT32, ValueType.STRING, ValueType.BOOL,
-                                            ValueType.INT64_LIST, ValueType.INT32_LIST, ValueType.STRING_LIST,
-                                            ValueType.BOOL_LIST))  # values, not members: hashing an Enum is slow
+_NATIVE_TYPES = frozenset(
+    t.value
+    for t in (
+        ValueType.INT64,
+        ValueType.INT32,
+        ValueType.STRING,
+        ValueType.BOOL,
+        ValueType.INT64_LIST,
+        ValueType.INT32_LIST,
+        ValueType.STRING_LIST,
+        ValueType.BOOL_LIST,
+    )
+)  # values, not members: hashing an Enum is slow
