@@ -75,6 +75,34 @@ def test_buffer_lookups_equal_a_scan_after_adds_and_trims(seed: int) -> None:
             assert set(buffer.entities_with_change_points(view, a, b)) == expected
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_trim_counts_events_not_yet_read(seed: int) -> None:
+    """A live processor adds a few events per step and reads none: ``trim`` must count and
+    drop them too (also after the per-step tables were merged), as a scan would."""
+    rng = np.random.default_rng(seed)
+    buffer = EventBuffer(s.CLICKSTREAM)
+    kept: dict[str, int] = {}  # the brute-force buffer: id -> event time
+    next_id, clock = 0, 1_000 * MINUTE
+    for step in range(1_200):  # more adds than PENDING_TABLES
+        events = _events(rng, int(rng.integers(1, 4)), next_id, clock - 30 * MINUTE, clock + MINUTE, users=20)
+        buffer.add(events)
+        kept.update(zip(events.column("event_id").to_pylist(),
+                        events.column("event_timestamp").cast(pa.int64()).to_pylist()))
+        next_id += events.num_rows
+        clock += int(rng.integers(0, 3)) * MINUTE
+        if step % 97 == 96:
+            floor = clock - int(rng.integers(0, 200)) * MINUTE
+            share = float(rng.choice([0.0, 0.3]))
+            old = sum(1 for t in kept.values() if t <= floor)
+            expected = old if old and old >= share * len(kept) else 0
+            assert buffer.trim(floor, min_share=share) == expected
+            if expected:
+                kept = {i: t for i, t in kept.items() if t > floor}
+            assert len(buffer) == len(kept)
+    assert sorted(buffer.table.column("event_id").to_pylist()) == sorted(kept)
+    assert buffer._ids == set(kept)
+
+
 def test_entity_index_compacts_codes_of_entities_no_longer_buffered() -> None:
     index = EntityIndex()
     index.add(pa.array([f"s{i}" for i in range(5000)] + ["kept"] * 3))
