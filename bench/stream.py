@@ -9,7 +9,9 @@
    ``--rate`` events per second, retimed to now (a second generated set: the same cards, events
    the processor has not seen). Latency per event is from the moment
    Redis received it (its stream entry id) to the moment the processor's write of the
-   changed rows returned, as the processor measures it.
+   changed rows returned, as the processor measures it. Before it, the same producer and rate feed
+   ``bench/stream_floor.py``, a consumer that reads, writes a hash per event and acknowledges,
+   computing nothing: the floor of this machine, measured in the same run (``--no-floor`` skips it).
 
     python bench/stream.py                       # 5,000 cards over 7 days; 1,000 events/s for 30 s
     python bench/stream.py --cards 1000 --seconds 10
@@ -71,16 +73,33 @@ def _wait_until_consumed(client, keys: list[str], group: str, timeout_s: float) 
     raise click.ClickException(f"the processors did not consume every event within {timeout_s:g} s")
 
 
+def _floor_run(client, env: dict, live: Path, speed: float, limit: int) -> dict:
+    """The same producer and rate into a consumer that computes nothing (bench/stream_floor.py)."""
+    from featurelib.stream.replay import replay
+
+    proc = subprocess.Popen([sys.executable, str(HERE / "stream_floor.py")], env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stderr.readline().strip() == "ready"
+    n = replay(client, live, speed=speed, limit=limit)
+    _wait_until_consumed(client, ["events:transactions", "events:clickstream"], "floor", timeout_s=60)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    p50, p99 = (float(x) for x in re.search(r"p50 ([\d.]+) ms p99 ([\d.]+) ms", err).groups())
+    return {"events": n, "p50_ms": p50, "p99_ms": p99}
+
+
 @click.command()
 @click.option("--cards", default=5_000, show_default=True)
 @click.option("--days", default=7.0, show_default=True)
 @click.option("--rate", default=1_000, show_default=True, help="Events per second in the latency run.")
 @click.option("--seconds", default=30, show_default=True, help="Length of the latency run.")
 @click.option("--per-stream", is_flag=True, help="Latency run: one processor process per stream.")
+@click.option("--floor/--no-floor", default=True, show_default=True,
+              help="First a latency run of bench/stream_floor.py, a consumer that computes nothing: this machine's floor.")
 @click.option("--warmup", default=15.0, show_default=True,
               help="Seconds the latency run's processors get to rebuild their state before events flow.")
 @click.option("--out", type=click.Path(path_type=Path), default=HERE / "results", show_default=True)
-def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, warmup: float, out: Path) -> None:
+def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, floor: bool, warmup: float,
+         out: Path) -> None:
     """Measure stream processor throughput and latency."""
     from featurelib.generate import GeneratorConfig, generate
     from featurelib.redis_server import RedisServer
@@ -124,6 +143,10 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, war
         stamps = table.column("event_timestamp").cast("int64")
         speed = rate * (int(stamps[-1].as_py()) - int(stamps[0].as_py())) / 1e6 / len(stamps)  # paced to `rate` on average
         client.delete("events:transactions", "events:clickstream")  # step 1's entries are consumed
+        if floor:
+            results["floor"] = _floor_run(client, env, live, speed, rate * seconds)
+            click.echo(json.dumps(results["floor"]), err=True)
+            client.delete("events:transactions", "events:clickstream")
         command = [sys.executable, "-m", "featurelib.stream", "run", "--repo", str(repo), "--clock", "wall",
                    "--group", "latency"]
         variants = [["--stream", k, "--consumer", f"latency-{k}"] for k in ("transactions", "clickstream")] \
@@ -158,6 +181,10 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, war
              f"| latency run: events at {la['achieved_rate']:,}/s | {la['events']:,} |",
              f"| event-to-servable latency p50 / p99{' (the larger of the two processors)' if per_stream else ''} "
              f"| {la['p50_ms']} / {la['p99_ms']} ms |"]
+    if floor:
+        fl = results["floor"]
+        lines.append(f"| floor: a consumer that computes nothing (bench/stream_floor.py), p50 / p99 "
+                     f"| {fl['p50_ms']} / {fl['p99_ms']} ms |")
     save(out, "stream_per_stream" if per_stream else "stream", results, lines)
 
 

@@ -32,6 +32,7 @@ def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
         stream = json.loads((tmp_path / f"{name}.json").read_text())
         assert stream["throughput"]["events"] > 0 and stream["latency"]["events"] > 0 and stream["latency"]["p99_ms"] > 0
         assert stream["latency"]["processes"] == len(stream["latency"]["processor_reports"]) == processes
+        assert stream["floor"]["events"] == stream["latency"]["events"] and stream["floor"]["p99_ms"] > 0
     run([sys.executable, "bench/race.py", "--rounds", "1", "--out", str(tmp_path)], ROOT, timeout=900)
     race = json.loads((tmp_path / "race.json").read_text())
     assert race["this store"][0]["keys_left_with_an_older_row"] == 0
