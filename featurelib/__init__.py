@@ -27,6 +27,7 @@ Feast plugins (named in ``feature_store.yaml``) and the stream contract
 * ``online_store``  the Redis online store; ``arrow_rows`` and ``proto_rows`` turn Arrow batches and
   Feast's protos into contract rows;
 * ``offline_store`` Feast's DuckDB store with ``ASOF JOIN`` point-in-time joins (``asof_join``);
+* ``spark_offline_store`` Feast's Spark offline store over the same Parquet (``feature_store.spark.yaml``);
 * ``materialization`` ``feast materialize`` handing Arrow batches to the online store;
 * ``serving``       the compiled read path (provider) and the HTTP feature server;
 * ``stream``        the stream processor: Redis Streams in, incremental window state, contract rows out;
