@@ -198,3 +198,54 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+SLOTS = 16384
+"""Redis Cluster's hash slots."""
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` private ``redis-server`` processes, no replicas, each
+    holding an equal range of the hash slots; built with ``CLUSTER ADDSLOTS`` and ``CLUSTER
+    MEET`` (no ``redis-cli``, which the bundled server may lack). Use as a context manager."""
+
+    def __init__(self, masters: int = 3, workdir: Path | None = None):
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="redis-cluster-")
+        root = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.nodes = [RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                              "--cluster-node-timeout", "5000"),
+                                  workdir=root / f"node{i}", cluster=True) for i in range(masters)]
+
+    @property
+    def connection_string(self) -> str:
+        """Feast's format for ``redis_type: redis_cluster``: every node, comma-separated."""
+        return ",".join(n.connection_string for n in self.nodes)
+
+    def start(self, timeout: float = 20.0) -> RedisClusterServers:
+        for node in self.nodes:
+            node.start()
+        bounds = [SLOTS * i // len(self.nodes) for i in range(len(self.nodes) + 1)]
+        for node, lo, hi in zip(self.nodes, bounds, bounds[1:]):
+            node.client().execute_command("CLUSTER", "ADDSLOTS", *range(lo, hi))
+        for node in self.nodes[1:]:
+            self.nodes[0].client().execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+        deadline = time.monotonic() + timeout
+        while not all(b"cluster_state:ok" in n.client().execute_command("CLUSTER", "INFO") for n in self.nodes):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Redis Cluster on ports {[n.port for n in self.nodes]} did not become ready")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

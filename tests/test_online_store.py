@@ -14,7 +14,7 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from featurelib import contract
 from featurelib.errors import RowsRefusedError
-from featurelib.redis_server import RedisServer, free_port, redis_server_binary
+from featurelib.redis_server import RedisClusterServers, RedisServer, free_port, redis_server_binary
 from featurelib.timeutil import to_us
 from tests.conftest import Repo
 from tests.toy import TTL, now, read, rows, toy_store, two_writer_race
@@ -233,22 +233,10 @@ def test_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         server.stop()
 
 
-def _cli() -> str:
-    cli = Path(redis_server_binary()).with_name("redis-cli")
-    return str(cli) if cli.exists() else "redis-cli"
-
-
 def test_redis_cluster(tmp_path: Path) -> None:
-    nodes = [RedisServer(extra_args=("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{i}.conf"),
-                         workdir=tmp_path / f"node{i}", cluster=True) for i in range(3)]
-    try:
-        for n in nodes:
-            n.start()
-        subprocess.run([_cli(), "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in nodes], "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
-        _wait_cluster_ok(nodes[0])
-        cs = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
-        store = toy_store(tmp_path / "toy", cs, redis_type="redis_cluster")
+    with RedisClusterServers(3, tmp_path / "cluster") as cluster:
+        nodes = cluster.nodes
+        store = toy_store(tmp_path / "toy", cluster.connection_string, redis_type="redis_cluster")
         ids = [f"c{i}" for i in range(30)]
         store.write_to_online_store("items", rows(ids, [now()] * 30, n=list(range(30))))
         assert read(store, ids, ["items:n"]).to_dict()["n"] == list(range(30))
@@ -263,20 +251,6 @@ def test_redis_cluster(tmp_path: Path) -> None:
         assert sorted(sample_online_entities(store, store.get_feature_view("items"), None, 1e6)) == sorted(ids)
         store.teardown()
         assert sum(len(list(n.client().scan_iter("features:*"))) for n in nodes) == 0
-    finally:
-        for n in nodes:
-            n.stop()
-
-
-def _wait_cluster_ok(node: RedisServer, timeout: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if b"cluster_state:ok" in node.client().execute_command("CLUSTER", "INFO"):
-            return
-        time.sleep(0.1)
-    raise AssertionError("cluster did not become ready")
 
 
 def test_redis_sentinel(tmp_path: Path) -> None:
