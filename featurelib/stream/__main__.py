@@ -20,6 +20,8 @@ def cli() -> None:
     Live:    python -m featurelib.stream run
     Replay:  python -m featurelib.stream run --clock event --until-idle 5 &
              python -m featurelib.stream replay --source data/replay
+    Scaled:  python -m featurelib.stream run --partitions 4 --consumer p1   (one per machine)
+             python -m featurelib.stream replay --partitions 4
     """
 
 
@@ -46,17 +48,21 @@ def cli() -> None:
               help="Seconds after which a processor that stopped renewing its lease is taken over.")
 @click.option("--reconnect-timeout", "reconnect_timeout_s", type=float, default=None,
               help="Give up (exit 2) when Redis stays unreachable this many seconds. Default: keep waiting.")
+@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Consume the partitioned streams <stream>:<join key>:<p>, p < N (the producers' N), sharing "
+                   "them with the other processors of the group (each processor a distinct --consumer).")
 def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, consumer: str, kinds: tuple[str, ...],
         until_idle: float | None, max_events: int | None, standby: bool, lease_ttl_s: float,
-        reconnect_timeout_s: float | None) -> None:
+        reconnect_timeout_s: float | None, partitions: int) -> None:
     """Consume events, write fresh features to Redis, land events as Parquet.
 
     Entries are acknowledged once their rows are written and their events are in
     data/raw/<stream>/stream/; a restarted processor rebuilds its state from Parquet and
     re-reads what it had not acknowledged. Invalid entries go to data/quarantine/. When
     Redis goes away, it waits and goes on. One processor per stream and group: a second
-    one refuses to start, or waits with --standby. Stop with Ctrl-C (everything pending is
-    landed and acknowledged first).
+    one refuses to start, or waits with --standby. With --partitions N, processors share the
+    partitions, each owning a fair share; a dead one's are taken over once its lease expires
+    (--lease-ttl). Stop with Ctrl-C (everything pending is landed and acknowledged first).
 
     Exit codes: 0 done, 2 an operational error (one line: credentials refused, Redis away
     longer than --reconnect-timeout, another processor holds a stream, an unreadable raw
@@ -67,14 +73,19 @@ def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, co
     from featurelib.errors import OperationalError, first_line
     from featurelib.repo import UserError
     from featurelib.stream.events import STREAMS
+    from featurelib.stream.partitioned import PartitionedProcessor
     from featurelib.stream.processor import ProcessorConfig, StreamProcessor
 
+    if standby and partitions > 1:
+        raise click.BadParameter("partitioned processors all consume: --standby is for --partitions 1",
+                                 param_hint="--standby")
     streams = {k: v for k, v in STREAMS.items() if not kinds or k in kinds}
     config = ProcessorConfig(repo=repo, group=group, consumer=consumer, clock=clock, lateness_s=lateness_s,
                              timer_ms=timer_ms, streams=streams, standby=standby, lease_ttl_s=lease_ttl_s,
-                             reconnect_timeout_s=reconnect_timeout_s)
+                             reconnect_timeout_s=reconnect_timeout_s, partitions=partitions)
+    kind = PartitionedProcessor if partitions > 1 else StreamProcessor
     try:
-        processor = StreamProcessor(config, log=lambda m: click.echo(m, err=True))
+        processor = kind(config, log=lambda m: click.echo(m, err=True))
         stats = processor.run(until_idle_s=until_idle, max_events=max_events)
     except UserError as exc:
         raise OperationalError(str(exc)) from None
@@ -93,7 +104,11 @@ def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, co
 @click.option("--stream", "kinds", multiple=True, type=click.Choice([TRANSACTIONS, CLICKSTREAM]),
               help="Replay only this stream (repeatable). Default: both.")
 @click.option("--limit", type=int, default=None, help="Replay only the first N events.")
-def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], limit: int | None) -> None:
+@click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Write each event to its partition <stream>:<join key>:<p> of every join key of its stream "
+                   "(the processors' N).")
+def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], limit: int | None,
+           partitions: int) -> None:
     """Feed raw events into the streams in event-time order (XADD)."""
     from featurelib.repo import load_store, redis_client
     from featurelib.stream.replay import replay as run_replay
@@ -104,7 +119,7 @@ def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], 
         raise click.BadParameter(f"{speed!r} is neither 'max' nor a number", param_hint="--speed") from None
     client = redis_client(load_store(repo))
     run_replay(client, source or paths.data_dir(repo) / "replay", kinds=list(kinds) or None, speed=factor,
-               limit=limit, progress=lambda m: click.echo(m, err=True))
+               limit=limit, progress=lambda m: click.echo(m, err=True), partitions=partitions)
 
 
 if __name__ == "__main__":

@@ -110,9 +110,11 @@ class EntityIndex:
 
 
 class EventBuffer:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, join_key: str | None = None):
+        """The events of stream ``kind`` for its views (only those of ``join_key``, if given: a
+        partition of one family, ``featurelib.stream.partitions``)."""
         self.kind = kind
-        self.views = [v for v in s.VIEWS.values() if v.events == kind]
+        self.views = [v for v in s.VIEWS.values() if v.events == kind and join_key in (None, v.join_key)]
         self.horizon_us = max(max(v.change_offsets) for v in self.views)
         self.keys = sorted({v.join_key for v in self.views})
         self._reset(SCHEMAS[kind].empty_table())

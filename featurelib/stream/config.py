@@ -27,6 +27,9 @@ class ProcessorConfig:
     flush_rows: int = 100_000
     flush_seconds: float = 2.0
     streams: dict[str, str] = field(default_factory=lambda: dict(STREAMS))
+    partitions: int = 1
+    """1: the streams of ``streams`` as they are. N > 1: their partitioned families
+    (``featurelib.stream.partitions``), shared with the other processors of the group."""
     standby: bool = False
     """When another processor holds a stream's lease: wait and take over when it stops (else refuse)."""
     lease_ttl_s: float = 10.0

@@ -68,9 +68,21 @@ class StreamCore:
         self.windows: dict[str, dict[str, ViewWindows] | None] = {k: None for k in kinds}
         """Per stream, the incremental state of its views; None until loaded from the buffer."""
 
+    def add_lane(self, name: str, kind: str, join_key: str) -> None:
+        """Compute, as stream ``name``, the views of ``kind`` with ``join_key`` (one partition of
+        a partitioned stream, ``featurelib.stream.partitioned``), from an empty state."""
+        self.buffers[name] = EventBuffer(kind, join_key)
+        self.clock[name] = 0
+        self.windows[name] = None
+
+    def drop_lane(self, name: str) -> None:
+        """Forget stream ``name`` and its state (a partition given to another processor)."""
+        for state in (self.buffers, self.clock, self.windows):
+            state.pop(name, None)
+
     @property
     def now_us(self) -> int:
-        return max(self.clock.values())
+        return max(self.clock.values(), default=0)
 
     def classify(self, kind: str, events: pa.Table, arrival_us: np.ndarray | None) -> np.ndarray:
         """True for events that are not too late (see the module docstring)."""
@@ -101,7 +113,9 @@ class StreamCore:
                         for view in buffer.views}
             else:
                 rows = self._incremental_rows(kind, accepted, now)
-            result.rows.update({name: r for name, r in rows.items() if r is not None and r.num_rows})
+            for name, r in rows.items():
+                if r is not None and r.num_rows:  # partitions of one view: disjoint entities, each sorted
+                    result.rows[name] = pa.concat_tables([result.rows[name], r]) if name in result.rows else r
             self.clock[kind] = now
         result.now_us = self.now_us
         return result

@@ -11,7 +11,8 @@ as text:
 
 Example: ``XADD events:transactions * txn_id t-1 card_id card_12345 user_id user_1001
 device_id device_100000 merchant_id merchant_7 merchant_category grocery country US
-amount_cents 1250 event_timestamp 1795708800123456``.
+amount_cents 1250 event_timestamp 1795708800123456``. Partitioned producers XADD the same fields
+to the event's partition of every family of its stream instead (``featurelib.stream.partitions``).
 
 **No entry can stop the processor.** ``decode`` never raises on an entry's content: an
 entry with a field the schema does not know, a field given twice, bytes that are not UTF-8,

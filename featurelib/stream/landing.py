@@ -5,7 +5,9 @@ beside the generated events, so the batch job covers them and training sees the 
 that were served. Too-late and malformed events go to ``data/quarantine/<stream>/``,
 which the batch job does not read. A partition is written once (temporary name, then
 rename) under a name no other flush uses; events delivered again after a crash land again
-in another partition and the batch job counts each event id once.
+in another partition and the batch job counts each event id once. A partitioned processor
+(``featurelib.stream.partitioned``) places each partition's files in directories of its own
+(``place``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +27,16 @@ from featurelib.raw_events import SCHEMAS
 from featurelib.stream.events import conform
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where the events read from one stream go: their kind, the directory of the accepted ones
+    (``<day>/part-*.parquet`` below it) and that of the quarantined ones."""
+
+    kind: str
+    landed: Path
+    quarantine: Path
+
+
 @dataclass
 class _Pending:
     accepted: list[pa.Table] = field(default_factory=list)
@@ -33,8 +46,12 @@ class _Pending:
 
 
 class Landing:
-    def __init__(self, raw_dir: Path, quarantine_dir: Path, flush_rows: int = 100_000, flush_seconds: float = 2.0):
+    def __init__(self, raw_dir: Path, quarantine_dir: Path, flush_rows: int = 100_000, flush_seconds: float = 2.0,
+                 place: Callable[[str], Place] | None = None):
+        """``place``: where the events of each stream go (default: stream ``kind`` to
+        ``raw_dir/<kind>/stream`` and ``quarantine_dir/<kind>``)."""
         self.raw_dir, self.quarantine_dir = raw_dir, quarantine_dir
+        self.place = place or (lambda kind: Place(kind, raw_dir / kind / "stream", quarantine_dir / kind))
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.pending: dict[str, _Pending] = {}
         self.last_flush = time.monotonic()
@@ -45,7 +62,7 @@ class Landing:
         """Remember events to land and the stream ids to acknowledge once they are on disk."""
         p = self.pending.setdefault(kind, _Pending())
         if accepted is not None and accepted.num_rows:
-            p.accepted.append(conform(accepted, SCHEMAS[kind]))
+            p.accepted.append(conform(accepted, SCHEMAS[self.place(kind).kind]))
             p.rows += accepted.num_rows
         for reason, table in (quarantine or {}).items():
             if table.num_rows:
@@ -54,7 +71,8 @@ class Landing:
 
     def last_landed_id(self, kind: str) -> tuple[int, int] | None:
         """The highest entry id of ``kind``'s stream landed or quarantined so far (see ``last_landed_id``)."""
-        return last_landed_id(self.raw_dir / kind / "stream", self.quarantine_dir / kind)
+        place = self.place(kind)
+        return last_landed_id(place.landed, place.quarantine)
 
     def due(self) -> bool:
         rows = sum(p.rows for p in self.pending.values())
@@ -76,11 +94,12 @@ class Landing:
             # Unique even if the same id range lands again after a crash (never replace a file).
             name = f"{_safe(p.ids[0])}_{_safe(p.ids[-1])}_{uuid.uuid4().hex[:8]}.parquet"
             day = datetime.fromtimestamp(int(p.ids[0].split(b"-")[0]) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+            place = self.place(kind)
             if p.accepted:
-                write_table(pa.concat_tables(p.accepted), self.raw_dir / kind / "stream" / day / f"part-{name}")
+                write_table(pa.concat_tables(p.accepted), place.landed / day / f"part-{name}")
                 self.files += 1
             for reason, tables in p.quarantine.items():
-                write_table(pa.concat_tables(tables), self.quarantine_dir / kind / day / f"{reason}-{name}")
+                write_table(pa.concat_tables(tables), place.quarantine / day / f"{reason}-{name}")
                 self.files += 1
             done[kind] = p.ids
         return done
@@ -91,10 +110,11 @@ _NAME = re.compile(r"(\d+)-(\d+)_(\d+)-(\d+)_[0-9a-f]{8}\.parquet$")
 
 def last_landed_id(*directories: Path) -> tuple[int, int] | None:
     """The highest stream entry id whose event was landed or quarantined under ``directories``
-    (from the partition names, ``..._<first id>_<last id>_<nonce>.parquet``), as (ms, seq)."""
+    (from the partition names, ``<directory>/<day>/..._<first id>_<last id>_<nonce>.parquet``), as
+    (ms, seq). Deeper files are another stream's: a partitioned processor's, under ``<directory>/<partition>/``."""
     best = None
     for directory in directories:
-        for path in directory.rglob("*.parquet") if directory.is_dir() else ():
+        for path in directory.glob("*/*.parquet") if directory.is_dir() else ():
             match = _NAME.search(path.name)
             if match:
                 last = (int(match.group(3)), int(match.group(4)))

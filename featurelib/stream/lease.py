@@ -1,4 +1,5 @@
-"""One owner per stream: a lease in Redis, renewed by a heartbeat, that fences acknowledgements.
+"""One owner per stream (or per partition of a partitioned stream): a lease in Redis, renewed by a
+heartbeat, that fences acknowledgements.
 
 A processor computes windows from *all* of an entity's events, so two processors sharing
 one stream's consumer group would each see part of every entity and both write wrong
@@ -19,6 +20,8 @@ slot, so the fenced acknowledgement below runs in Redis Cluster too.
 * Acknowledgements are fenced: ``XACK`` runs in a script that first checks the lease
   value, so a processor that lost its lease (paused longer than ``ttl``) can never
   acknowledge entries its successor is processing.
+* A partitioned processor (``featurelib.stream.partitioned``) takes and gives back partitions'
+  leases one by one (``try_take``, ``release_one``), and ``confirm``s its leases before each read.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+from redis.cluster import RedisCluster
 
 from featurelib.errors import OperationalError
 
@@ -128,7 +132,12 @@ class Leases:
         self.token = f"{consumer}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log or (lambda _: None)
         self.lost: str | None = None
+        self.renewed_at = 0.0
+        """``time.monotonic()`` of the last renewal of every lease held."""
         self._held: set[str] = set()
+        self._lock = threading.Lock()  # a lease given back is never renewed after (``release_one``)
+        self.on_beat: list[Callable[[], None]] = []
+        """Also run by each heartbeat (a partitioned processor announces itself)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ack = client.register_script(FENCED_ACK)
@@ -181,8 +190,14 @@ class Leases:
                     self.release()
                     return False
                 time.sleep(poll)
-        self._start_heartbeat()
+        self.start()
         return True
+
+    def release_one(self, stream: str) -> None:
+        """Give back the lease of ``stream`` (a partition handed to another processor)."""
+        with self._lock:
+            self._held.discard(stream)
+            self.client.eval(RELEASE, 1, lease_key(stream, self.group), self.token)
 
     def release(self) -> None:
         """Give back every lease held (a standby takes over at once)."""
@@ -197,24 +212,42 @@ class Leases:
 
     # ------------------------------------------------------------------ heartbeat and fencing
 
-    def _start_heartbeat(self) -> None:
+    def start(self) -> None:
+        """Start the heartbeat thread (``take`` does; a partitioned processor takes leases one by one)."""
+        if self._thread is not None:
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._heartbeat, name="stream-lease", daemon=True)
         self._thread.start()
 
     def renew(self) -> None:
         """Renew every lease once; a lease someone else holds is lost (see ``lost``)."""
+        with self._lock:
+            self._renew_held()
+
+    def _renew_held(self) -> None:
+        started = time.monotonic()
         for stream in list(self._held):
             if self._renew(keys=[lease_key(stream, self.group)], args=[self.token, self.ttl_ms]) == 0:
                 holder = Holder.parse(self.client.get(lease_key(stream, self.group)) or b"?")
                 self.lost = (f"lost the lease of {stream} to {holder or 'another processor'}: this processor was "
                              f"unresponsive for more than {self.ttl_ms / 1000:g} s and another one took over")
                 self._held.discard(stream)
+        self.renewed_at = started
+
+    def confirm(self) -> None:
+        """``check``, renewing first when the last renewal is older than half the TTL (this process
+        was paused, or its heartbeat thread starved): a lease taken over is noticed before any read."""
+        if time.monotonic() - self.renewed_at > self.ttl_ms / 2000:
+            self.renew()
+        self.check()
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             with contextlib.suppress(redis.RedisError, OSError):  # Redis away: the processor reconnects
                 self.renew()
+                for beat in self.on_beat if self.lost is None else ():
+                    beat()
 
     def check(self) -> None:
         """Raise ``LeaseLost`` when the heartbeat found a lease taken by another processor."""
@@ -226,6 +259,20 @@ class Leases:
         if any(reply == -1 for reply in replies):
             self.lost = self.lost or "another processor holds the lease: acknowledgements refused"
             self.check()
+
+    def ack_all(self, ids_by_stream: dict[str, list]) -> None:
+        """Fenced acknowledgements of ``ids_by_stream``, pipelined (one script call at a time on a
+        Redis Cluster, whose pipelines run no scripts); ``LeaseLost`` when another holds a lease."""
+        if isinstance(self.client, RedisCluster):
+            replies = [self._ack(keys=[lease_key(stream, self.group), stream],
+                                 args=[self.token, self.group, *ids[start:start + ACK_CHUNK]])
+                       for stream, ids in ids_by_stream.items() for start in range(0, len(ids), ACK_CHUNK)]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            for stream, ids in ids_by_stream.items():
+                self.ack(pipe, stream, ids)
+            replies = pipe.execute() if len(pipe) else []
+        self.check_acks(replies)
 
     def ack(self, pipe, stream: str, ids: list) -> None:
         """Queue fenced acknowledgements of ``ids`` on ``pipe`` (results: count, or -1 when not held)."""

@@ -1,28 +1,27 @@
 """The reference stream processor: Redis Streams in, feature rows to Redis and events to Parquet.
 
-Each iteration reads from ``events:transactions`` and ``events:clickstream`` through a
-consumer group, decodes the entries, lets ``StreamCore`` compute the changed rows,
-writes the newest row of every changed (entity, feature view) through the stream
-contract, and lands the events as Parquet. Entries are acknowledged only after their rows
-are written and their events are on disk, so a processor that stops or crashes loses
-nothing: on restart it rebuilds its window state from the landed Parquet, reads the entries
-it had not acknowledged, and processes them again, which changes nothing (rows are
-rewritten with the same timestamps, event ids count once).
+Each iteration reads from ``events:transactions`` and ``events:clickstream`` through a consumer
+group, decodes the entries, lets ``StreamCore`` compute the changed rows, writes the newest row
+of every changed (entity, feature view) through the stream contract, and lands the events as
+Parquet. Entries are acknowledged only after their rows are written and their events are on
+disk, so a processor that stops or crashes loses nothing: on restart it rebuilds its window
+state from the landed Parquet, reads the entries it had not acknowledged, and processes them
+again, which changes nothing (rows are rewritten with the same timestamps, event ids count once).
 
 **Nothing in an entry can stop it.** Entries that break the raw-event schema
 (``featurelib.stream.events``) are quarantined with their bytes and acknowledged.
 
-**Redis may go away.** When a command fails because Redis is unreachable (restarted,
-failed over, the network), the processor drops its in-memory state, waits for Redis with
-backoff, and starts over as after a restart: everything not acknowledged is read again.
-With an append-only file (``appendonly yes``, ``appendfsync everysec``) nothing is lost.
-Without persistence a restarted Redis has lost the backlog and the online store; the
-processor detects it (its consumer group is gone, or the stream ends before what it had
-landed) and reports it, and ``feature_utils.py restore-online`` rebuilds the online store.
+**Redis may go away.** When a command fails because Redis is unreachable (restarted, failed
+over, the network), the processor drops its in-memory state, waits for Redis with backoff, and
+starts over as after a restart: everything not acknowledged is read again. With an append-only
+file (``appendonly yes``, ``appendfsync everysec``) nothing is lost. Without persistence a
+restarted Redis has lost the backlog and the online store; the processor reports it (its group is
+gone, or the stream ends before what it landed); ``feature_utils.py restore-online`` rebuilds it.
 
-**One processor per stream** (``featurelib.stream.lease``): window state is per entity, and
-Redis consumer groups do not route by key, so a second processor for the same stream and
-group refuses to start, or waits as a standby (shard streams by entity to scale out).
+**One processor per stream** (``featurelib.stream.lease``): window state is per entity, and Redis
+consumer groups do not route by key, so a second processor for the same stream and group refuses
+to start, or waits as a standby. To scale out, producers partition the streams by entity and
+processors share the partitions (``featurelib.stream.partitioned``).
 """
 
 from __future__ import annotations
@@ -59,8 +58,7 @@ class StreamProcessor:
         self.log = log or (lambda _: None)
         with quiet():
             self.store = load_store(cfg.repo)
-        # Its own connection, answering XREADGROUP unparsed: entries stay flat field lists,
-        # which ``decode`` turns into columns without building a dict per entry.
+        # Its own connection, answering XREADGROUP unparsed: ``decode`` turns flat field lists into columns.
         self.redis = make_client(self.store.config.online_store)
         self.redis.set_response_callback("XREADGROUP", raw_streams)
         self.writer = RowWriter(self.store)
@@ -74,14 +72,18 @@ class StreamProcessor:
         self._stop = False
         self._reset()
 
+    @property
+    def streams(self) -> dict[str, str]:
+        """The streams consumed: name (the kind of events; a partitioned processor's lanes) -> key."""
+        return self.cfg.streams
+
     def _reset(self) -> None:
         """The in-memory state of a start: empty windows, nothing pending, every entry not
         acknowledged to be read again (after a restart or a lost connection)."""
         self.core = StreamCore(int(self.cfg.lateness_s * SECOND), kinds=tuple(self.cfg.streams))
         self.landing = Landing(paths.raw_dir(self.cfg.repo), paths.data_dir(self.cfg.repo) / "quarantine",
                                self.cfg.flush_rows, self.cfg.flush_seconds)
-        # Entries delivered earlier but not acknowledged come first; the cursor walks through
-        # them (they stay pending until their events are landed).
+        # Entries delivered but not acknowledged come first (pending until their events are landed).
         self._pending_cursor: dict[str, bytes | str] | None = {k: "0" for k in self.cfg.streams.values()}
         self._unread = {k: ">" for k in self.cfg.streams.values()}  # XREADGROUP: entries never delivered
         self._read_ahead: Future | None = None
@@ -96,7 +98,7 @@ class StreamProcessor:
     def ensure_groups(self) -> None:
         """Create the consumer groups, report what Redis lost of what was landed, take over
         entries left pending under other consumer names (``featurelib.stream.groups``)."""
-        for message in ensure_groups(self.redis, self.cfg.streams, self.cfg.group, self.cfg.consumer,
+        for message in ensure_groups(self.redis, self.streams, self.cfg.group, self.cfg.consumer,
                                      self.landing.last_landed_id, self.address):
             self.stats.redis_lost.append(message)
             self.log(f"ERROR: {message}")
@@ -180,7 +182,7 @@ class StreamProcessor:
         new = {}
         arrivals = []
         for kind, items in entries.items():
-            decoded = decode(kind, items)
+            decoded = decode(self.landing.place(kind).kind, items)
             self.stats.events += len(items)
             self.stats.invalid += len(decoded.invalid_ids)
             new[kind] = (decoded, decoded.arrival_us if self.cfg.clock == "wall" else None)
@@ -257,11 +259,7 @@ class StreamProcessor:
     def _ack(self, ids_by_kind: dict[str, list]) -> None:
         if self._io_error is not None:  # those events may not be served: leave them pending
             raise RuntimeError("events not acknowledged: a write to Redis failed") from self._io_error
-        pipe = self.redis.pipeline(transaction=False)
-        for kind, ids in ids_by_kind.items():
-            self.leases.ack(pipe, self.cfg.streams[kind], ids)
-        if len(pipe):
-            self.leases.check_acks(pipe.execute())
+        self.leases.ack_all({self.streams[kind]: ids for kind, ids in ids_by_kind.items()})
 
     def flush(self) -> None:
         """Land the buffered events as Parquet, then acknowledge them, on the landing thread:
@@ -358,7 +356,7 @@ class StreamProcessor:
         self.ensure_groups()
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
-                 f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.cfg.streams.values())}")
+                 f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.streams.values()) or 'nothing yet'}")
         collection = collector.Collector(self.cfg.gc_every_s, self.cfg.gc_full_every_s)
         collection.start()
         last_activity = last_progress = time.monotonic()

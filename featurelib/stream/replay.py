@@ -3,6 +3,9 @@
 * ``speed=None``: as fast as possible, original timestamps (process with ``--clock event``);
 * ``speed=N``: paced at N times real time; timestamps are moved onto the wall clock
   (``t' = start + (t - t0) / N``) so that a live processor (``--clock wall``) accepts them.
+
+With ``partitions=N`` (N > 1) each event is written once per family of its stream, to the
+partition of its entity (``featurelib.stream.partitions``), as any partitioned producer does.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from featurelib import duck
 from featurelib.parquet_files import raw_files
 from featurelib.raw_events import ID_FIELD
 from featurelib.stream.events import SCHEMAS, STREAMS, encode_table
+from featurelib.stream.partitions import check_count, routes
 from featurelib.timeutil import column_us, now_us
 
 
@@ -75,11 +79,14 @@ def replay(
     batch: int = 5_000,
     progress: Callable[[str], None] | None = None,
     streams: dict[str, str] | None = None,
+    partitions: int = 1,
 ) -> int:
     """XADD the events under ``source`` to their streams (after the first ``skip`` of them, at
-    most ``limit``); returns how many."""
+    most ``limit``), or to their partitions (``partitions`` > 1); returns how many events."""
     streams = streams or STREAMS
     kinds = kinds or list(SCHEMAS)
+    if partitions > 1:
+        check_count(client, [streams[k] for k in kinds], partitions)
     kind_of, table = load_events(source, kinds, None if limit is None else skip + limit)
     if skip:
         kind_of, table = kind_of[skip:], table.slice(skip)
@@ -104,7 +111,9 @@ def replay(
             end = min(sent + batch, len(rows))
         pipe = client.pipeline(transaction=False)
         for i in range(sent, end):
-            pipe.xadd(streams[kind_of[i]], rows[i])
+            kind = kind_of[i]
+            for stream in [streams[kind]] if partitions == 1 else routes(streams[kind], kind, rows[i], partitions):
+                pipe.xadd(stream, rows[i])
         pipe.execute()
         sent = end
         if progress and time.monotonic() - last_report >= 2:
