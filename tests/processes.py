@@ -18,7 +18,7 @@ import redis
 
 from featurelib import paths
 from featurelib.redis_server import RedisServer, free_port
-from tests.conftest import BIN, copy_repo, feast_cli, set_project
+from tests.conftest import BIN, copy_repo, feast_cli, run, set_project
 
 STREAMS = {"transactions": "events:transactions", "clickstream": "events:clickstream"}
 GROUP = "featurelib"
@@ -150,6 +150,58 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
         key = view.join_keys[0]
         offline = pd.read_parquet(offline_path(store, view))
         offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantic.events] * 1000, tz="UTC")]
+        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
+        online = online_values(store, view, latest[key].tolist())
+        for i, row in latest.iterrows():
+            assert online[i]["present"], f"{name} {row[key]} missing online"
+            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
+            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
+            assert not bad, (name, row[key], bad)
+            checked += 1
+    return checked
+
+
+def per_partition_clocks(repo: Path, count: int) -> dict[tuple[str, str, int], int]:
+    """With ``--clock event`` a partition's clock is the newest event time seen in it: here, the
+    newest landed event of its entities (every event was accepted)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featurelib.stream.partitions import family_keys, partitions_of
+
+    clocks: dict[tuple[str, str, int], int] = {}
+    for kind in STREAMS:
+        table = pq.read_table(paths.raw_dir(repo) / kind)
+        times = table.column("event_timestamp").cast(pa.int64()).to_numpy()
+        for key in family_keys(kind):
+            for p, t in zip(partitions_of(table.column(key), count).tolist(), times.tolist()):
+                clocks[kind, key, p] = max(clocks.get((kind, key, p), 0), t)
+    return clocks
+
+
+def assert_online_equals_batch_per_partition(repo: Path, count: int) -> int:
+    """``tests.processes.assert_online_equals_batch`` with each entity's clock its partition's:
+    every entity's online row is its newest batch row at or before that clock. The batch job is
+    ``python -m featurelib.batch`` over the landed raw events. Returns the entities compared."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from featurelib import semantics
+    from featurelib.feature_data import offline_path, online_values
+    from featurelib.pit import same
+    from featurelib.repo import load_store
+    from featurelib.stream.partitions import partitions_of
+
+    run([sys.executable, "-m", "featurelib.batch", "--repo", str(repo)], repo)
+    clocks = per_partition_clocks(repo, count)
+    store = load_store(repo)
+    checked = 0
+    for name, semantic in semantics.VIEWS.items():
+        view = store.get_feature_view(name)
+        key = view.join_keys[0]
+        offline = pd.read_parquet(offline_path(store, view))
+        clock = [clocks[semantic.events, key, p] for p in partitions_of(pa.array(offline[key]), count).tolist()]
+        offline = offline[offline.event_timestamp.dt.tz_convert(None).astype("datetime64[us]").astype("int64") <= clock]
         latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
         online = online_values(store, view, latest[key].tolist())
         for i, row in latest.iterrows():

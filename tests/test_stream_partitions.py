@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from redis.crc import key_slot
 
-from featurelib import paths, semantics
+from featurelib import paths
 from featurelib.generate import GeneratorConfig, generate
 from featurelib.parquet_files import write_table
 from featurelib.raw_events import ID_FIELD
@@ -44,7 +44,16 @@ from featurelib.stream.processor import ProcessorConfig
 from featurelib.stream.replay import replay
 from featurelib.timeutil import SECOND, now_us
 from tests.conftest import copy_repo, feast_cli, run, set_project
-from tests.processes import GROUP, STREAMS, Processor, applied_repo, landed_ids, private_redis, wait_until
+from tests.processes import (
+    GROUP,
+    STREAMS,
+    Processor,
+    applied_repo,
+    assert_online_equals_batch_per_partition,
+    landed_ids,
+    private_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -147,50 +156,6 @@ def test_a_partition_rebuilds_from_history_and_its_own_landings_only(tmp_path: P
 # ----------------------------------------------------------------------------------------- in process
 
 CFG = GeneratorConfig(n_cards=60, days=1, seed=31, end_us=now_us() // SECOND * SECOND)
-
-
-def per_partition_clocks(repo: Path, count: int) -> dict[tuple[str, str, int], int]:
-    """With ``--clock event`` a partition's clock is the newest event time seen in it: here, the
-    newest landed event of its entities (every event was accepted)."""
-    clocks: dict[tuple[str, str, int], int] = {}
-    for kind in STREAMS:
-        table = pq.read_table(paths.raw_dir(repo) / kind)
-        times = table.column("event_timestamp").cast(pa.int64()).to_numpy()
-        for key in family_keys(kind):
-            for p, t in zip(partitions_of(table.column(key), count).tolist(), times.tolist()):
-                clocks[kind, key, p] = max(clocks.get((kind, key, p), 0), t)
-    return clocks
-
-
-def assert_online_equals_batch_per_partition(repo: Path, count: int) -> int:
-    """``tests.processes.assert_online_equals_batch`` with each entity's clock its partition's:
-    every entity's online row is its newest batch row at or before that clock. The batch job is
-    ``python -m featurelib.batch`` over the landed raw events. Returns the entities compared."""
-    import pandas as pd
-
-    from featurelib.feature_data import offline_path, online_values
-    from featurelib.pit import same
-    from featurelib.repo import load_store
-
-    run([sys.executable, "-m", "featurelib.batch", "--repo", str(repo)], repo)
-    clocks = per_partition_clocks(repo, count)
-    store = load_store(repo)
-    checked = 0
-    for name, semantic in semantics.VIEWS.items():
-        view = store.get_feature_view(name)
-        key = view.join_keys[0]
-        offline = pd.read_parquet(offline_path(store, view))
-        clock = [clocks[semantic.events, key, p] for p in partitions_of(pa.array(offline[key]), count).tolist()]
-        offline = offline[offline.event_timestamp.dt.tz_convert(None).astype("datetime64[us]").astype("int64") <= clock]
-        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        online = online_values(store, view, latest[key].tolist())
-        for i, row in latest.iterrows():
-            assert online[i]["present"], f"{name} {row[key]} missing online"
-            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
-            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
-            assert not bad, (name, row[key], bad)
-            checked += 1
-    return checked
 
 
 def source_ids(source: Path) -> dict[str, list[str]]:
