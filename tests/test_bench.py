@@ -102,3 +102,12 @@ def test_stream_core_benchmark_small(tmp_path: Path) -> None:
     core = json.loads((tmp_path / "stream_core.json").read_text())
     assert core["live"]["steps"] == 20 and core["live"]["p50_ms"] > 0
     assert core["backlog"]["events"] > 0 and core["backlog"]["events_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_stream_scale_benchmark_small(tmp_path: Path) -> None:
+    run([sys.executable, "bench/stream_scale.py", "--cards", "200", "--days", "1", "--partitions", "2",
+         "--out", str(tmp_path)], ROOT, timeout=600)
+    runs = json.loads((tmp_path / "stream_scale.json").read_text())["runs"]
+    assert [(r["processors"], r["partitions"]) for r in runs] == [(1, 1), (1, 2), (2, 2)]
+    assert len({r["events"] for r in runs}) == 1 and all(r["events_per_second"] > 0 for r in runs)
