@@ -20,8 +20,9 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m featurelib.fast_start install
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-mlflow.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt requirements-mlflow.txt requirements-spark.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-spark.txt
 	@touch $@
 
 demo: $(VENV)/.runtime

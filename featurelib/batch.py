@@ -10,10 +10,14 @@ batches. Whole entities are cut into chunks and handed to
 view's Parquet file. The file is written under a temporary name and renamed
 at the end, so Feast never reads a half-written file and a failed run leaves
 the previous output in place.
+
+``--engine spark`` computes the same files with PySpark (``featurelib.spark_engine``, the
+same rules and the same evaluator, spread over a Spark cluster or ``local[N]`` cores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +42,10 @@ EVENT_COLUMNS = {
     s.CLICKSTREAM: ("user_id", "session_id", "event_type", "page_category", "dwell_ms", "scroll_pct",
                     "event_timestamp"),
 }
+"""The raw columns each stream's views are computed from."""
+ROW_GROUP_ROWS = 1_000_000
+"""Rows per row group of a feature file (at most)."""
+ENGINES = ("local", "spark")
 
 
 @dataclass
@@ -62,7 +70,7 @@ def _sorted_batches(view: s.ViewSemantics, events: RawEvents, batch_rows: int, t
         con.close()
 
 
-def _entity_chunks(batches: Iterable[pa.RecordBatch], key: str, min_rows: int) -> Iterator[pa.Table]:
+def entity_chunks(batches: Iterable[pa.RecordBatch], key: str, min_rows: int) -> Iterator[pa.Table]:
     """Regroup sorted batches into tables of whole entities, at least ``min_rows`` each."""
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
@@ -83,6 +91,46 @@ def _entity_chunks(batches: Iterable[pa.RecordBatch], key: str, min_rows: int) -
         pending, pending_rows = rest.to_batches(), rest.num_rows
     if pending_rows:
         yield pa.Table.from_batches(pending)
+
+
+def feature_schema(view: s.ViewSemantics, newest_us: int) -> pa.Schema:
+    """The schema of ``view``'s feature file, with the newest event time (µs) its rows were computed
+    from in the metadata (``featurelib.freshness`` reads it)."""
+    return output_schema(view).with_metadata({tags.MAX_EVENT_US: str(newest_us)})
+
+
+@contextlib.contextmanager
+def feature_writer(out_path: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer of a feature file: it writes ``.<name>.tmp`` next to ``out_path`` and renames
+    it to ``out_path`` when the block ends without an error (Feast never reads a half-written
+    file; a failed run leaves the previous file in place and no temporary file behind)."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            yield writer
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def view_names(views: Iterable[str] | None) -> list[str]:
+    """The named views (all when ``None``), checked to exist (``ValueError``)."""
+    names = list(views) if views is not None else list(s.VIEWS)
+    unknown = sorted(set(names) - set(s.VIEWS))
+    if unknown:
+        raise ValueError(f"unknown feature view(s) {', '.join(unknown)}; known: {', '.join(s.VIEWS)}")
+    return names
+
+
+def report_invalid(raw: RawEvents, quarantine_dir: Path | None, progress: Callable[[str], None] | None) -> None:
+    """List ``raw``'s invalid events in ``<quarantine_dir>/<events>/batch-invalid.parquet`` (with a
+    ``quarantine_dir``) and say how many were left out (with ``progress``)."""
+    if quarantine_dir is not None:
+        raw.write_quarantine(quarantine_dir)
+    if progress and raw.invalid.num_rows:
+        progress(f"{raw.kind}: {raw.invalid.num_rows:,} invalid events left out "
+                 f"(first: {raw.invalid.column('reason')[0]})")
 
 
 def scan_raw(raw_dir: Path, kind: str) -> RawEvents:
@@ -108,25 +156,19 @@ def build_view(
     (``events``: their scan, when the caller has it already)."""
     started = time.perf_counter()
     raw = events or scan_raw(raw_dir, view.events)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
     events_read = rows = 0
-    # The newest event the rows were computed from (``featurelib.freshness`` reads it).
-    schema = output_schema(view).with_metadata({tags.MAX_EVENT_US: str(raw.newest_us())})
+    schema = feature_schema(view, raw.newest_us())
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for chunk in _entity_chunks(_sorted_batches(view, raw, 500_000, threads), view.join_key, chunk_rows):
+        with feature_writer(out_path, schema) as writer:
+            for chunk in entity_chunks(_sorted_batches(view, raw, 500_000, threads), view.join_key, chunk_rows):
                 table = compute_view(view, chunk, presorted=True).replace_schema_metadata(schema.metadata)
-                writer.write_table(table, row_group_size=1_000_000)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
                 events_read += chunk.num_rows
                 rows += table.num_rows
                 if progress:
                     progress(f"{view.name}: {events_read:,} events -> {rows:,} rows ({time.perf_counter() - started:.1f}s)")
-        tmp.replace(out_path)
     except duckdb.Error as exc:  # a file that the scan could read but DuckDB cannot
         raise unreadable(raw.files, exc) or exc from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return ViewBuild(view.name, events_read, rows, time.perf_counter() - started, out_path, raw.invalid.num_rows)
 
 
@@ -148,17 +190,10 @@ def build_all(
     ``workers > 1`` views are built in that many processes at once (progress is then
     reported per finished view).
     """
-    names = list(views) if views is not None else list(s.VIEWS)
-    unknown = sorted(set(names) - set(s.VIEWS))
-    if unknown:
-        raise ValueError(f"unknown feature view(s) {', '.join(unknown)}; known: {', '.join(s.VIEWS)}")
+    names = view_names(views)
     scans = {kind: scan_raw(raw_dir, kind) for kind in dict.fromkeys(s.VIEWS[n].events for n in names)}
     for raw in scans.values():
-        if quarantine_dir is not None:
-            raw.write_quarantine(quarantine_dir)
-        if progress and raw.invalid.num_rows:
-            progress(f"{raw.kind}: {raw.invalid.num_rows:,} invalid events left out "
-                     f"(first: {raw.invalid.column('reason')[0]})")
+        report_invalid(raw, quarantine_dir, progress)
     jobs = [(s.VIEWS[n], raw_dir, features_dir / f"{n}.parquet", scans[s.VIEWS[n].events]) for n in names]
     if workers <= 1:
         return [build_view(*job[:3], events=job[3], progress=progress, **kwargs) for job in jobs]
@@ -179,22 +214,40 @@ def build_all(
 @repo_option("Feature repository whose data/raw is read and data/features written.")
 @click.option("--view", "views", multiple=True, type=click.Choice(list(s.VIEWS)),
               help="Build only this view (repeatable). Default: all.")
-@click.option("--workers", default=1, show_default=True, help="Views built in parallel processes.")
-def main(repo: Path, views: tuple[str, ...], workers: int) -> None:
+@click.option("--workers", default=1, show_default=True, help="Views built in parallel processes (local engine).")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="local: DuckDB and this process; spark: PySpark (featurelib.spark_engine), same rows.")
+@click.option("--spark-master", default="local[2]", show_default=True, help="Spark master URL (--engine spark).")
+def main(repo: Path, views: tuple[str, ...], workers: int, engine: str, spark_master: str) -> None:
     """Recompute feature rows from raw events: data/raw -> data/features/<view>.parquet.
 
     Run it after new raw events land (generated, or landed by a stream), then
     `feast materialize-incremental` to load the online store.
     """
+    run(repo, views or None, engine=engine, workers=workers, spark_master=spark_master)
+
+
+def run(repo: Path, views: Iterable[str] | None, *, engine: str = "local", workers: int = 1,
+        spark_master: str | None = "local[2]") -> list[ViewBuild]:
+    """What the command does: build the views of ``repo`` with ``engine``, list the invalid raw events
+    in ``data/quarantine``, print progress and one line per view (``spark_master``: ``None`` keeps
+    the master ``spark-submit`` was given)."""
+    quarantine = data_dir(repo) / "quarantine"
     try:
-        builds = build_all(raw_dir(repo), features_dir(repo), views or None, workers=workers, progress=click.echo,
-                           quarantine_dir=data_dir(repo) / "quarantine")
+        if engine == "spark":
+            from featurelib import spark_engine
+
+            builds = spark_engine.build_all(raw_dir(repo), features_dir(repo), views, master=spark_master,
+                                            progress=click.echo, quarantine_dir=quarantine)
+        else:
+            builds = build_all(raw_dir(repo), features_dir(repo), views, workers=workers,
+                               progress=click.echo, quarantine_dir=quarantine)
     except FileNotFoundError as exc:
         raise OperationalError(f"{exc} (generate them with python -m featurelib.generate)") from None
     for b in builds:
         click.echo(f"{b.view:<22} {b.events:>11,} events -> {b.rows:>12,} rows in {b.seconds:6.2f}s "
                    f"({b.events / max(b.seconds, 1e-9):,.0f} events/s) -> {b.path}")
-
+    return builds
 
 if __name__ == "__main__":
     main()

@@ -43,8 +43,9 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual.equals(expected)
 
 
-def _open(path: Path, kind: str) -> pq.ParquetFile:
-    """The file, checked to be Parquet with the kind's columns in compatible types."""
+def open_raw_file(path: Path, kind: str) -> pq.ParquetFile:
+    """The file, checked to be Parquet with the kind's columns in compatible types (``UnreadableFileError``
+    naming it otherwise); only its footer is read."""
     try:
         handle = pq.ParquetFile(path)
         schema = handle.schema_arrow
@@ -76,7 +77,7 @@ class RawEvents:
         files = raw_files(raw_dir, kind)
         bad: list[pa.Table] = []
         for path in files:
-            handle = _open(path, kind)
+            handle = open_raw_file(path, kind)
             columns = [n for n in RAW[kind].names if n in handle.schema_arrow.names]
             offset = 0
             try:

@@ -205,7 +205,8 @@ def scratch_repo(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisSe
 
 # The longest test files first: `make test` hands whole files to its workers in collection order,
 # so a long file collected last would run alone at the end. Only the order changes.
-LONGEST_FIRST = ["test_stream_faults.py", "test_readme.py", "test_serving_http.py", "test_stream_fuzz.py",
+LONGEST_FIRST = ["test_stream_faults.py", "test_spark_engine.py", "test_readme.py", "test_stream_partitions.py",
+                 "test_spark_offline_store.py", "test_serving_http.py", "test_stream_fuzz.py", "test_redis_cluster.py",
                  "test_stream_conformance.py", "test_cli.py", "test_feast_repo.py", "test_restore.py",
                  "test_monitoring.py", "test_stream_processor.py", "test_point_in_time.py", "test_materialize_errors.py"]
 

@@ -111,3 +111,12 @@ def test_stream_scale_benchmark_small(tmp_path: Path) -> None:
     runs = json.loads((tmp_path / "stream_scale.json").read_text())["runs"]
     assert [(r["processors"], r["partitions"]) for r in runs] == [(1, 1), (1, 2), (2, 2)]
     assert len({r["events"] for r in runs}) == 1 and all(r["events_per_second"] > 0 for r in runs)
+
+
+@pytest.mark.slow
+def test_spark_backfill_benchmark_small(tmp_path: Path) -> None:
+    run([sys.executable, "bench/spark_backfill.py", "--sizes", "20000", "--out", str(tmp_path)], ROOT, timeout=600)
+    rows = json.loads((tmp_path / "spark_backfill.json").read_text())
+    assert [r["engine"] for r in rows] == ["local", "spark"]
+    assert all(r["identical"] and r["events"] > 0 and r["events_per_second"] > 0 for r in rows)
+    assert "| transactions | engine |" in (tmp_path / "spark_backfill.md").read_text()
