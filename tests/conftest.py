@@ -184,10 +184,10 @@ def feature_repo(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisSe
 TINY = GeneratorConfig(n_cards=60, days=1, seed=9, end_us=SMALL.end_us)
 
 
-def set_project(repo: Path, project: str) -> None:
+def set_project(repo: Path, project: str, config: str = "feature_store.yaml") -> None:
     """Give a repository copy its own Feast project and key prefix, so its online keys cannot
-    collide with another copy's in the shared private Redis."""
-    yaml = repo / "feature_store.yaml"
+    collide with another copy's in the shared private Redis (``config``: which profile's file)."""
+    yaml = repo / config
     text = yaml.read_text().replace("project: realtime_features", f"project: {project}")
     text = text.replace("  type: featurelib.online_store.RedisHashOnlineStore",
                         f"  type: featurelib.online_store.RedisHashOnlineStore\n  key_prefix: {project}")

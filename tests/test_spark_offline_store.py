@@ -33,8 +33,7 @@ def spark_repo(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Path:
     path = copy_repo(tmp_path_factory.mktemp("spark_profile"))
     set_project(path, "spark_profile")
     shutil.copy2(ROOT / SPARK_YAML, path / SPARK_YAML)
-    (path / SPARK_YAML).write_text((path / SPARK_YAML).read_text().replace(
-        "project: realtime_features", "project: spark_profile"))
+    set_project(path, "spark_profile", SPARK_YAML)
     make_repo(path, TINY, materialize=False)
     feast_cli(path, "-f", str(path / SPARK_YAML), "apply")  # raises when it fails
     yield path
