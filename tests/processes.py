@@ -134,8 +134,7 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
 
     from featurelib import semantics
     from featurelib.batch import build_all
-    from featurelib.feature_data import offline_path, online_values
-    from featurelib.pit import same
+    from featurelib.feature_data import offline_path
     from featurelib.repo import load_store
 
     build_all(paths.raw_dir(repo), paths.features_dir(repo))
@@ -151,14 +150,24 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
         offline = pd.read_parquet(offline_path(store, view))
         offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantic.events] * 1000, tz="UTC")]
         latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        online = online_values(store, view, latest[key].tolist())
-        for i, row in latest.iterrows():
-            assert online[i]["present"], f"{name} {row[key]} missing online"
-            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
-            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
-            assert not bad, (name, row[key], bad)
-            checked += 1
+        checked += assert_online_rows(store, view, latest)
     return checked
+
+
+def assert_online_rows(store, view, latest) -> int:
+    """Every row of ``latest`` (a frame of offline rows, one per entity) is the entity's online row:
+    present, stamped with the row's event time, every feature equal (floats bit for bit)."""
+    from featurelib.feature_data import online_values
+    from featurelib.pit import same
+
+    key = view.join_keys[0]
+    online = online_values(store, view, latest[key].tolist())
+    for i, row in latest.iterrows():
+        assert online[i]["present"], f"{view.name} {row[key]} missing online"
+        assert online[i]["event_us"] == row.event_timestamp.value // 1000, (view.name, row[key])
+        bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
+        assert not bad, (view.name, row[key], bad)
+    return len(latest)
 
 
 def per_partition_clocks(repo: Path, count: int) -> dict[tuple[str, str, int], int]:
@@ -187,8 +196,7 @@ def assert_online_equals_batch_per_partition(repo: Path, count: int) -> int:
     import pyarrow as pa
 
     from featurelib import semantics
-    from featurelib.feature_data import offline_path, online_values
-    from featurelib.pit import same
+    from featurelib.feature_data import offline_path
     from featurelib.repo import load_store
     from featurelib.stream.partitions import partitions_of
 
@@ -203,13 +211,7 @@ def assert_online_equals_batch_per_partition(repo: Path, count: int) -> int:
         clock = [clocks[semantic.events, key, p] for p in partitions_of(pa.array(offline[key]), count).tolist()]
         offline = offline[offline.event_timestamp.dt.tz_convert(None).astype("datetime64[us]").astype("int64") <= clock]
         latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        online = online_values(store, view, latest[key].tolist())
-        for i, row in latest.iterrows():
-            assert online[i]["present"], f"{name} {row[key]} missing online"
-            assert online[i]["event_us"] == row.event_timestamp.value // 1000, (name, row[key])
-            bad = [f.name for f in view.features if not same(online[i]["values"][f.name], row[f.name])]
-            assert not bad, (name, row[key], bad)
-            checked += 1
+        checked += assert_online_rows(store, view, latest)
     return checked
 
 
