@@ -144,13 +144,25 @@ def _micros(column: pa.ChunkedArray) -> np.ndarray:
     return column_us(pc.fill_null(column, pa.scalar(0, column.type)))
 
 
+_FEATURE_TYPES: dict[int, tuple[FeatureView, list[tuple[str, ValueType]]]] = {}
+
+
+def feature_types(view: FeatureView) -> list[tuple[str, ValueType]]:
+    """``(name, value type)`` of each feature of ``view``, worked out once per view object (Feast
+    derives a value type per call; a live stream step asks for every feature of every view)."""
+    cached = _FEATURE_TYPES.get(id(view))
+    if cached is None or cached[0] is not view:
+        cached = _FEATURE_TYPES[id(view)] = (view, [(f.name, f.dtype.to_value_type()) for f in view.features])
+    return cached[1]
+
+
 def supports(view: FeatureView, schema: pa.Schema) -> bool:
     """Whether ``schema`` has every feature of ``view`` (of a type the contract encodes as a scalar or
     a list of scalars: composite values go through Feast's rows) and integer or string join keys."""
     names = set(schema.names)
-    for field in view.features:
-        codec = codecs.CODECS.get(field.dtype.to_value_type())
-        if field.name not in names or codec is None or codec.composite:
+    for name, value_type in feature_types(view):
+        codec = codecs.CODECS.get(value_type)
+        if name not in names or codec is None or codec.composite:
             return False
     return all(e.name in names and _is_id_column(schema.field(e.name).type) for e in view.entity_columns)
 
@@ -187,7 +199,7 @@ def _encode(view: FeatureView, batch: pa.Table, prefix: str, now_us: int, life_m
     join_keys = [e.name for e in view.entity_columns]
     head, tail = contract.key_head(prefix, join_keys), contract.key_tail(view.name)
     keys = [head + i + tail for i in _ids(batch, join_keys)]
-    columns = [_texts(batch.column(f.name), f.dtype.to_value_type()) for f in view.features]
+    columns = [_texts(batch.column(name), value_type) for name, value_type in feature_types(view)]
     return _commands(view, keys, event_us.tolist(), created_us.tolist(), expire_ms.tolist(), columns)
 
 
@@ -200,7 +212,7 @@ def _commands(
     columns: list[list],
 ) -> list[tuple[str, list]]:
     """The ``(key, args)`` of each row: timestamps, then the fields that are not null."""
-    names = [f.name for f in view.features]
+    names = [name for name, _ in feature_types(view)]
     return [
         (key, contract.write_args(ev, cr, ex, zip(names, texts)))
         for key, ev, cr, ex, *texts in zip(keys, event_us, created_us, expire_ms, *columns)

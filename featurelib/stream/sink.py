@@ -34,12 +34,14 @@ class RowWriter:
         """Commands for the last row of each entity in ``rows`` (sorted by entity, then time),
         created at ``now_us``."""
         view = self.views[view_name]
-        latest = latest_rows(rows, self._join_key[view_name])
+        small = rows.num_rows <= arrow_rows.SMALL_COLUMN  # a live step: keep the last command of each key instead
+        latest = rows if small else latest_rows(rows, self._join_key[view_name])
         chunks = arrow_rows.write_commands(view, latest, self.prefix, now_us, self.settings.life_ms(view),
                                            max(latest.num_rows, 1))
         if chunks is None:
             raise ValueError(f"rows of {view_name} lack a feature column: {rows.column_names}")
-        return [c for chunk in chunks for c in chunk]
+        commands = [c for chunk in chunks for c in chunk]
+        return list(dict(commands).items()) if small else commands
 
     def all_commands(self, rows_by_view: dict[str, pa.Table], now_us: int) -> list[tuple[str, list]]:
         """Commands for the newest row of each entity of every view."""
