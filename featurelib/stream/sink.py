@@ -54,11 +54,8 @@ class RowWriter:
 
 
 def latest_rows(rows: pa.Table, key: str) -> pa.Table:
-    """The last row of each entity (rows are sorted by entity, then time)."""
-    if rows.num_rows <= arrow_rows.SMALL_COLUMN:  # a live step's few rows: Arrow's cost per call would dominate
-        ids = rows.column(key).to_pylist()
-        last = [i for i in range(len(ids)) if i + 1 == len(ids) or ids[i + 1] != ids[i]]
-        return rows if len(last) == len(ids) else rows.take(last)
+    """The last row of each entity (rows are sorted by entity, then time). ``RowWriter.commands``
+    keeps the last command per key instead for a few rows."""
     ids = rows.column(key).combine_chunks()
     last = np.ones(rows.num_rows, dtype=bool)
     if rows.num_rows > 1:
