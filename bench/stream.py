@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import click
-from report import save  # bench/report.py (this script's directory is on sys.path)
+from report import consumed, save, wait_until  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -56,21 +56,13 @@ def _repo(dest: Path, env: dict) -> Path:
     return dest
 
 
-def _wait_until_consumed(client, keys: list[str], group: str, timeout_s: float) -> None:
-    """Until the group has been delivered every entry of every stream and acknowledged them all
-    (landed), so a slow start cannot end the run before the processors saw the events."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done = True
-        for key in keys:
-            last = client.xinfo_stream(key)["last-generated-id"]
-            groups = {g["name"]: g for g in client.xinfo_groups(key)}
-            g = groups.get(group.encode()) or groups.get(group)
-            done &= g is not None and g["last-delivered-id"] == last and g["pending"] == 0
-        if done:
-            return
-        time.sleep(0.2)
-    raise click.ClickException(f"the processors did not consume every event within {timeout_s:g} s")
+STREAM_KEYS = ["events:transactions", "events:clickstream"]
+
+
+def _wait_until_consumed(client, group: str, timeout_s: float) -> None:
+    """Until ``group`` has every entry of both streams delivered and acknowledged (landed), so a
+    slow start cannot end the run before the consumers saw the events."""
+    wait_until(lambda: consumed(client, STREAM_KEYS, group), timeout_s, f"group {group} to consume every event")
 
 
 def _floor_run(client, env: dict, live: Path, speed: float, limit: int) -> dict:
@@ -80,7 +72,7 @@ def _floor_run(client, env: dict, live: Path, speed: float, limit: int) -> dict:
     proc = subprocess.Popen([sys.executable, str(HERE / "stream_floor.py")], env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None and proc.stderr.readline().strip() == "ready"
     n = replay(client, live, speed=speed, limit=limit)
-    _wait_until_consumed(client, ["events:transactions", "events:clickstream"], "floor", timeout_s=60)
+    _wait_until_consumed(client, "floor", timeout_s=60)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     p50, p99 = (float(x) for x in re.search(r"p50 ([\d.]+) ms p99 ([\d.]+) ms", err).groups())
@@ -156,7 +148,7 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, flo
         t = time.perf_counter()
         n = replay(client, live, speed=speed, limit=rate * seconds)
         produce_s = time.perf_counter() - t
-        _wait_until_consumed(client, ["events:transactions", "events:clickstream"], "latency", timeout_s=120)
+        _wait_until_consumed(client, "latency", timeout_s=120)
         reports = []
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -16,7 +16,6 @@ derivation, the contract's write script and landing.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -30,8 +29,12 @@ ENTITY = {"events:transactions": b"card_id", "events:clickstream": b"user_id"}
 
 
 def _client() -> redis.Redis:
-    host, _, port = os.environ.get("REDIS_CONNECTION_STRING", "localhost:6379").split(",")[0].partition(":")
-    return redis.Redis(host=host, port=int(port or 6379))
+    """A client of the first node of ``REDIS_CONNECTION_STRING``, parsed as the online store parses it."""
+    from featurelib.feast_compat import parse_redis_connection_string
+    from featurelib.redis_connection import connection_string_from_env
+
+    nodes, params = parse_redis_connection_string(connection_string_from_env())
+    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **params)
 
 
 @click.command()

@@ -30,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
-from report import save  # bench/report.py (this script's directory is on sys.path)
+from report import consumed, save, wait_until  # bench/report.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,29 +40,11 @@ REPO_FILES = ["feature_store.yaml", "entities.py", "data_sources.py", "feature_v
 GROUP = "featurelib"
 
 
-def _wait(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _holders(client, streams: list[str]) -> Counter:
     from featurelib.stream.lease import lease_key
 
     values = client.mget([lease_key(s, GROUP) for s in streams])
     return Counter(v.decode().split("@")[0] for v in values if v)
-
-
-def _consumed(client, streams: list[str]) -> bool:
-    for key in streams:
-        if not client.exists(key):
-            return False
-        info = {g["name"].decode(): g for g in client.xinfo_groups(key)}.get(GROUP)
-        if info is None or info["pending"] or info["last-delivered-id"] != client.xinfo_stream(key)["last-generated-id"]:
-            return False
-    return True
 
 
 def _run(source: Path, tmp: Path, processors: int, partitions: int) -> dict:
@@ -88,7 +70,7 @@ def _run(source: Path, tmp: Path, processors: int, partitions: int) -> dict:
                  for i, log in enumerate(logs)]
         try:
             share = len(streams) // processors
-            _wait(lambda: sorted(_holders(client, streams).values()) == [share] * processors, 120, "fair shares")
+            wait_until(lambda: sorted(_holders(client, streams).values()) == [share] * processors, 120, "fair shares")
             for p in procs:
                 p.send_signal(signal.SIGSTOP)
             t = time.perf_counter()
@@ -97,7 +79,7 @@ def _run(source: Path, tmp: Path, processors: int, partitions: int) -> dict:
             t = time.perf_counter()
             for p in procs:
                 p.send_signal(signal.SIGCONT)
-            _wait(lambda: _consumed(client, streams), 900, "every entry acknowledged")
+            wait_until(lambda: consumed(client, streams, GROUP), 900, "every entry acknowledged")
             seconds = time.perf_counter() - t
         finally:
             for p in procs:
