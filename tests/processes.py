@@ -146,21 +146,21 @@ def assert_online_equals_batch(repo: Path, clock: dict[str, int] | None = None) 
     checked = 0
     for name, semantic in semantics.VIEWS.items():
         view = store.get_feature_view(name)
-        key = view.join_keys[0]
         offline = pd.read_parquet(offline_path(store, view))
-        offline = offline[offline.event_timestamp <= pd.Timestamp(clock[semantic.events] * 1000, tz="UTC")]
-        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        checked += assert_online_rows(store, view, latest)
+        until = pd.Timestamp(clock[semantic.events] * 1000, tz="UTC")
+        checked += assert_online_rows(store, view, offline[offline.event_timestamp <= until])
     return checked
 
 
-def assert_online_rows(store, view, latest) -> int:
-    """Every row of ``latest`` (a frame of offline rows, one per entity) is the entity's online row:
-    present, stamped with the row's event time, every feature equal (floats bit for bit)."""
+def assert_online_rows(store, view, offline) -> int:
+    """Each entity's newest row of ``offline`` (the batch rows up to its clock) is its online row:
+    present, stamped with the row's event time, every feature equal (floats bit for bit). Returns
+    how many entities were compared."""
     from featurelib.feature_data import online_values
     from featurelib.pit import same
 
     key = view.join_keys[0]
+    latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
     online = online_values(store, view, latest[key].tolist())
     for i, row in latest.iterrows():
         assert online[i]["present"], f"{view.name} {row[key]} missing online"
@@ -209,9 +209,8 @@ def assert_online_equals_batch_per_partition(repo: Path, count: int) -> int:
         key = view.join_keys[0]
         offline = pd.read_parquet(offline_path(store, view))
         clock = [clocks[semantic.events, key, p] for p in partitions_of(pa.array(offline[key]), count).tolist()]
-        offline = offline[offline.event_timestamp.dt.tz_convert(None).astype("datetime64[us]").astype("int64") <= clock]
-        latest = offline.sort_values([key, "event_timestamp"]).groupby(key).tail(1).reset_index(drop=True)
-        checked += assert_online_rows(store, view, latest)
+        at_us = offline.event_timestamp.dt.tz_convert(None).astype("datetime64[us]").astype("int64")
+        checked += assert_online_rows(store, view, offline[at_us <= clock])
     return checked
 
 

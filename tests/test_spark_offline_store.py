@@ -22,6 +22,7 @@ from feast import FeatureStore  # noqa: E402
 
 from featurelib import paths  # noqa: E402
 from featurelib import semantics as s  # noqa: E402
+from featurelib.pit import same  # noqa: E402
 from tests.conftest import ROOT, TINY, copy_repo, feast_cli, make_repo, set_project  # noqa: E402
 
 SPARK_YAML = "feature_store.spark.yaml"
@@ -83,18 +84,9 @@ def test_spark_profile_returns_the_duckdb_profiles_rows(spark_repo: Path, kind: 
     differing = {}
     for name in names[len(keys) + 1:]:
         a, b = expected[name].to_numpy(dtype=object), got[name].to_numpy(dtype=object)
-        same = [_equal(x, y) for x, y in zip(a, b)]
-        if not all(same):
-            differing[name] = int(len(same) - sum(same))
+        equal = [same(x, y) for x, y in zip(a, b)]
+        if not all(equal):
+            differing[name] = int(len(equal) - sum(equal))
     assert not differing, f"values differing per feature: {differing}"
     found = expected[names[len(keys) + 1:]].notna().any(axis=1).sum()
     assert found > len(entity_df) // 10  # rows within a view's TTL of some features
-
-
-def _equal(x: object, y: object) -> bool:
-    """Equal values: nulls (None, NaN) alike, floats exactly, lists item by item."""
-    if isinstance(x, (list, tuple, np.ndarray)) or isinstance(y, (list, tuple, np.ndarray)):
-        return x is not None and y is not None and list(x) == list(y)
-    if pd.isna(x) or pd.isna(y):
-        return bool(pd.isna(x) and pd.isna(y))
-    return x == y
