@@ -15,6 +15,7 @@ import pytest
 from featurelib import semantics as s
 from featurelib.stream.buffer import EntityIndex, EventBuffer
 from featurelib.stream.events import SCHEMAS
+from featurelib.stream.table_log import TableLog
 
 MINUTE = 60_000_000
 
@@ -83,7 +84,7 @@ def test_trim_counts_events_not_yet_read(seed: int) -> None:
     buffer = EventBuffer(s.CLICKSTREAM)
     kept: dict[str, int] = {}  # the brute-force buffer: id -> event time
     next_id, clock = 0, 1_000 * MINUTE
-    for step in range(1_200):  # more adds than PENDING_TABLES
+    for step in range(1_200):  # many more adds than a TableLog merges at once
         events = _events(rng, int(rng.integers(1, 4)), next_id, clock - 30 * MINUTE, clock + MINUTE, users=20)
         buffer.add(events)
         kept.update(zip(events.column("event_id").to_pylist(),
@@ -112,3 +113,22 @@ def test_entity_index_compacts_codes_of_entities_no_longer_buffered() -> None:
     assert len(index) == 1 and index.lookup(["kept", "s1"]).tolist() == [0, 1, 2]
     index.add(pa.array(["s1", "kept"]))
     assert index.lookup(["kept"]).tolist() == [0, 1, 2, 4] and index.lookup(["s1"]).tolist() == [3]
+
+
+@pytest.mark.parametrize("fanout", [2, 3, 16])
+def test_table_log_keeps_every_row_in_order_in_few_chunks(fanout: int) -> None:
+    """What a live processor appends, one small table per step, comes back in order, and the
+    chunks left stay within ``fanout - 1`` per size class (a binary counter in base ``fanout``)."""
+    rng = np.random.default_rng(fanout)
+    log, expected = TableLog(fanout), []
+    for step in range(2_000):
+        n = int(rng.integers(0, 4))
+        log.append(pa.table({"i": pa.array(range(len(expected), len(expected) + n), pa.int64())}))
+        expected += range(len(expected), len(expected) + n)
+        assert len(log) == len(expected)
+        if step % 250 == 249:
+            table = log.table()
+            assert table.column("i").to_pylist() == expected
+            levels = 1 + int(np.log(max(len(expected), 1)) / np.log(fanout))
+            assert len(log.tables) <= (fanout - 1) * levels
+    assert TableLog().table() is None and not TableLog()

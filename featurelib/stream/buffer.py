@@ -26,13 +26,11 @@ import pyarrow.compute as pc
 from featurelib import semantics as s
 from featurelib.raw_events import ID_FIELD, SCHEMAS
 from featurelib.stream.events import conform
+from featurelib.stream.table_log import TableLog
 from featurelib.timeutil import column_us
 
 TAIL_ROWS = 20_000
 """Recent events are kept in a second record batch, recopied each step, until there are this many."""
-
-PENDING_TABLES = 512
-"""Events added since the last read are kept as one table per ``add``, merged into one when there are this many."""
 
 TRIM_SHARE = 0.125
 """``trim`` copies the buffer only once at least this share of its rows can go (amortized cost)."""
@@ -129,12 +127,11 @@ class EventBuffer:
         for key, index in self._index.items():
             index.add(self._table.column(key))
         self._ids: set[str] = set(self._table.column(ID_FIELD[self.kind]).to_pylist())
-        self._pending: list[pa.Table] = []  # added since the last read (see ``add``)
-        self._pending_rows = 0
+        self._pending = TableLog()  # added since the last read (see ``add``)
         self._pending_min_us: int | None = None  # the earliest event time among them
 
     def __len__(self) -> int:
-        return self._table.num_rows + self._pending_rows
+        return self._table.num_rows + self._pending.rows
 
     @property
     def table(self) -> pa.Table:
@@ -176,19 +173,16 @@ class EventBuffer:
         if events.num_rows == 0:
             return
         self._ids.update(events.column(ID_FIELD[self.kind]).to_pylist())
-        self._pending.append(conform(events, self._table.schema))
-        self._pending_rows += events.num_rows
+        self._pending.append(conform(events, self._table.schema))  # a live processor may read none for hours
         earliest = int(column_us(events.column("event_timestamp")).min())
         self._pending_min_us = earliest if self._pending_min_us is None else min(self._pending_min_us, earliest)
-        if len(self._pending) >= PENDING_TABLES:  # a live processor may read none for hours: one table per step adds up
-            self._pending = [pa.concat_tables(self._pending).combine_chunks()]
 
     def _fold(self) -> None:
         """Take the events added since the last read into the table and the indexes."""
         if not self._pending:
             return
-        events = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._pending_rows, self._pending_min_us = [], 0, None
+        events = self._pending.table()
+        self._pending, self._pending_min_us = TableLog(), None
         first = self._table.num_rows
         for key, index in self._index.items():
             index.add(events.column(key))
@@ -234,7 +228,7 @@ class EventBuffer:
         cut = int(np.searchsorted(self._t_sorted, keep_after_us, "right"))
         if self._pending_min_us is not None and self._pending_min_us <= keep_after_us:
             cut += sum(int(np.count_nonzero(column_us(t.column("event_timestamp")) <= keep_after_us))
-                       for t in self._pending)
+                       for t in self._pending.tables)
         if cut == 0 or cut < min_share * len(self):
             return 0
         self._fold()

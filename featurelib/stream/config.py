@@ -38,8 +38,13 @@ class ProcessorConfig:
     """Give up when Redis stays unreachable this long (None: never)."""
     background_writes_from: int = 1_000
     """Steps of at least this many events write on the I/O thread, overlapping the next step."""
-    gc_every_s: float = 30.0
+    trim_every_s: float = 1.0
+    """How often the processor looks for events that can no longer matter (forgotten once they are
+    an eighth of a stream's buffer: ``StreamCore.trim``); on a timer, so the events a restart
+    loaded for safety go while the processor is still idle."""
+    gc_every_s: float = 1.0
     """While the processor runs, Python's cyclic collector runs this often over the objects made
-    since its last run, not on allocation counts (``featurelib.stream.collector``) ..."""
+    since its last run, not on allocation counts (``featurelib.stream.collector``): a second of
+    objects takes a few milliseconds to walk ..."""
     gc_full_every_s: float = 600.0
     """... and this often over every object."""

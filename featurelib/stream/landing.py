@@ -25,6 +25,7 @@ import pyarrow as pa
 from featurelib.parquet_files import write_table
 from featurelib.raw_events import SCHEMAS
 from featurelib.stream.events import conform
+from featurelib.stream.table_log import TableLog
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Place:
 
 @dataclass
 class _Pending:
-    accepted: list[pa.Table] = field(default_factory=list)
+    accepted: TableLog = field(default_factory=TableLog)  # one small table per step, merged as they come
     quarantine: dict[str, list[pa.Table]] = field(default_factory=dict)
     ids: list[bytes] = field(default_factory=list)
     rows: int = 0
@@ -96,7 +97,7 @@ class Landing:
             day = datetime.fromtimestamp(int(p.ids[0].split(b"-")[0]) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
             place = self.place(kind)
             if p.accepted:
-                write_table(pa.concat_tables(p.accepted), place.landed / day / f"part-{name}")
+                write_table(p.accepted.table(), place.landed / day / f"part-{name}")
                 self.files += 1
             for reason, tables in p.quarantine.items():
                 write_table(pa.concat_tables(tables), place.quarantine / day / f"{reason}-{name}")

@@ -91,6 +91,7 @@ class StreamProcessor:
         self._land_jobs: deque[Future] = deque()
         self._io_error: Exception | None = None
         self._last_step = 0.0
+        self._last_trim = 0.0
         self._arrival_floor: dict[str, int] = {}  # wall clock: no unread entry arrived earlier
 
     # ------------------------------------------------------------------ setup
@@ -294,8 +295,9 @@ class StreamProcessor:
         self._reap()  # a failed landing or write stops the loop here
         if self.landing.due():
             self.flush()
-        if self.stats.steps % 200 == 0:
+        if time.monotonic() - self._last_trim >= self.cfg.trim_every_s:
             self.core.trim(self._arrival_floor if self.cfg.clock == "wall" else None)
+            self._last_trim = time.monotonic()
         return bool(entries)
 
     def stop(self, *_: object) -> None:
