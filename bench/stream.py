@@ -5,9 +5,11 @@
    then one processor (event-time clock) consumes them all; events per second and rows
    written per second of the processing alone.
 2. Latency: a processor runs as its documented command on the wall clock, its state
-   rebuilt from the events landed in step 1; a producer replays events paced at
-   ``--rate`` events per second, retimed to now (a second generated set: the same cards, events
-   the processor has not seen). Latency per event is from the moment
+   rebuilt from the events landed in step 1; a producer replays events at a steady ``--rate``
+   events per second, each stamped with its moment on the wall clock (a second generated set:
+   the same cards, events the processor has not seen). With ``--pacing shaped`` the events keep
+   their own spacing, scaled to ``--rate`` on average: the generated traffic's shape, from a
+   quiet start to bursts of several times the average. Latency per event is from the moment
    Redis received it (its stream entry id) to the moment the processor's write of the
    changed rows returned, as the processor measures it. Before it, the same producer and rate feed
    ``bench/stream_floor.py``, a consumer that reads, writes a hash per event and acknowledges,
@@ -16,12 +18,14 @@
     python bench/stream.py                       # 5,000 cards over 7 days; 1,000 events/s for 30 s
     python bench/stream.py --cards 1000 --seconds 10
     python bench/stream.py --per-stream          # latency with one processor per stream
+    python bench/stream.py --pacing shaped       # the events' own spacing, 1,000 events/s on average
 
 With ``--per-stream`` the latency run starts two processors (``--stream transactions`` and
 ``--stream clickstream``), as a deployment on two cores would; each reports its own p50
 and p99, and the p99 of all events is at most the larger of the two.
 
-Writes bench/results/stream.{json,md} (stream_per_stream.{json,md} with ``--per-stream``).
+Writes bench/results/stream.{json,md} (stream_per_stream.* with ``--per-stream``, stream_shaped.*
+with ``--pacing shaped``).
 """
 
 from __future__ import annotations
@@ -65,13 +69,13 @@ def _wait_until_consumed(client, group: str, timeout_s: float) -> None:
     wait_until(lambda: consumed(client, STREAM_KEYS, group), timeout_s, f"group {group} to consume every event")
 
 
-def _floor_run(client, env: dict, live: Path, speed: float, limit: int) -> dict:
+def _floor_run(client, env: dict, live: Path, pace: dict, limit: int) -> dict:
     """The same producer and rate into a consumer that computes nothing (bench/stream_floor.py)."""
     from featurelib.stream.replay import replay
 
     proc = subprocess.Popen([sys.executable, str(HERE / "stream_floor.py")], env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None and proc.stderr.readline().strip() == "ready"
-    n = replay(client, live, speed=speed, limit=limit)
+    n = replay(client, live, limit=limit, **pace)
     _wait_until_consumed(client, "floor", timeout_s=60)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -84,13 +88,15 @@ def _floor_run(client, env: dict, live: Path, speed: float, limit: int) -> dict:
 @click.option("--days", default=7.0, show_default=True)
 @click.option("--rate", default=1_000, show_default=True, help="Events per second in the latency run.")
 @click.option("--seconds", default=30, show_default=True, help="Length of the latency run.")
+@click.option("--pacing", type=click.Choice(["steady", "shaped"]), default="steady", show_default=True,
+              help="Latency run: a steady --rate, or the events' own spacing at --rate on average.")
 @click.option("--per-stream", is_flag=True, help="Latency run: one processor process per stream.")
 @click.option("--floor/--no-floor", default=True, show_default=True,
               help="First a latency run of bench/stream_floor.py, a consumer that computes nothing: this machine's floor.")
 @click.option("--warmup", default=15.0, show_default=True,
               help="Seconds the latency run's processors get to rebuild their state before events flow.")
 @click.option("--out", type=click.Path(path_type=Path), default=HERE / "results", show_default=True)
-def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, floor: bool, warmup: float,
+def main(cards: int, days: float, rate: int, seconds: int, pacing: str, per_stream: bool, floor: bool, warmup: float,
          out: Path) -> None:
     """Measure stream processor throughput and latency."""
     from featurelib.generate import GeneratorConfig, generate
@@ -133,10 +139,11 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, flo
         generate(GeneratorConfig(n_cards=cards, days=days, seed=4, end_us=now_us() - DAY), live)
         _, table = load_events(live, ["transactions", "clickstream"], limit=rate * seconds)
         stamps = table.column("event_timestamp").cast("int64")
-        speed = rate * (int(stamps[-1].as_py()) - int(stamps[0].as_py())) / 1e6 / len(stamps)  # paced to `rate` on average
+        speed = rate * (int(stamps[-1].as_py()) - int(stamps[0].as_py())) / 1e6 / len(stamps)  # `rate` on average
+        pace = {"rate": rate} if pacing == "steady" else {"speed": speed}
         client.delete("events:transactions", "events:clickstream")  # step 1's entries are consumed
         if floor:
-            results["floor"] = _floor_run(client, env, live, speed, rate * seconds)
+            results["floor"] = _floor_run(client, env, live, pace, rate * seconds)
             click.echo(json.dumps(results["floor"]), err=True)
             client.delete("events:transactions", "events:clickstream")
         command = [sys.executable, "-m", "featurelib.stream", "run", "--repo", str(repo), "--clock", "wall",
@@ -146,7 +153,7 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, flo
         procs = [subprocess.Popen(command + v, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True) for v in variants]
         time.sleep(warmup)  # state rebuilt from the landed events, and the day of window exits since caught up
         t = time.perf_counter()
-        n = replay(client, live, speed=speed, limit=rate * seconds)
+        n = replay(client, live, limit=rate * seconds, **pace)
         produce_s = time.perf_counter() - t
         _wait_until_consumed(client, "latency", timeout_s=120)
         reports = []
@@ -160,7 +167,7 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, flo
                 raise click.ClickException(f"a processor reported no latency (exit {proc.returncode}):\n{err[-3000:]}")
             reports.append(lines[-1])
         p50s, p99s = zip(*((float(x) for x in re.search(r"p50 ([\d.]+) ms p99 ([\d.]+) ms", r).groups()) for r in reports))
-        results["latency"] = {"target_rate": rate, "events": n, "achieved_rate": round(n / produce_s),
+        results["latency"] = {"target_rate": rate, "pacing": pacing, "events": n, "achieved_rate": round(n / produce_s),
                               "processes": len(procs), "p50_ms": max(p50s), "p99_ms": max(p99s),
                               "processor_reports": reports}
         click.echo(json.dumps(results["latency"]), err=True)
@@ -170,14 +177,14 @@ def main(cards: int, days: float, rate: int, seconds: int, per_stream: bool, flo
              f"| events consumed (both streams) | {th['events']:,} |",
              f"| processing throughput, events/s | {th['events_per_second']:,} |",
              f"| rows written to Redis, rows/s | {th['rows_written_per_second']:,} |",
-             f"| latency run: events at {la['achieved_rate']:,}/s | {la['events']:,} |",
+             f"| latency run: events at {la['achieved_rate']:,}/s ({pacing}) | {la['events']:,} |",
              f"| event-to-servable latency p50 / p99{' (the larger of the two processors)' if per_stream else ''} "
              f"| {la['p50_ms']} / {la['p99_ms']} ms |"]
     if floor:
         fl = results["floor"]
         lines.append(f"| floor: a consumer that computes nothing (bench/stream_floor.py), p50 / p99 "
                      f"| {fl['p50_ms']} / {fl['p99_ms']} ms |")
-    save(out, "stream_per_stream" if per_stream else "stream", results, lines)
+    save(out, "stream" + ("_per_stream" if per_stream else "") + ("_shaped" if pacing == "shaped" else ""), results, lines)
 
 
 if __name__ == "__main__":

@@ -238,3 +238,19 @@ def test_values_out_of_range_are_quarantined_by_stream_and_batch_alike(repo: Pat
     assert row["avg_scroll_depth"] == 0.5 and row["avg_dwell_time_sec"] == 2.0  # the valid page view only
     assert online_values(store, store.get_feature_view("card_profile_24h"), ["card_r"])[0]["values"][
         "card_amount_avg_24h"] == 7.0
+
+
+def test_replay_at_a_steady_rate_stamps_each_event_with_its_moment(repo: Path, redis_server) -> None:
+    """``rate=R``: events in event-time order, one every 1/R s, each stamped with that moment
+    on the wall clock, and none sent before its moment (its entry id is no earlier)."""
+    client = redis_server.client()
+    streams = {"transactions": "rate:transactions", "clickstream": "rate:clickstream"}
+    sent = replay(client, repo / "data" / "replay", streams=streams, rate=2_000, limit=300)
+    entries = [(int(i.split(b"-")[0]), int(f[b"event_timestamp"])) for key in streams.values()
+               for i, f in client.xrange(key)]
+    assert sent == len(entries) == 300
+    stamps = sorted(t for _, t in entries)
+    assert {b - a for a, b in zip(stamps, stamps[1:])} == {500}  # 1e6 / 2,000 µs apart
+    assert all(ms >= t // 1000 for ms, t in entries)
+    with pytest.raises(ValueError, match="speed or a rate"):
+        replay(client, repo / "data" / "replay", streams=streams, rate=2_000, speed=10.0, limit=1)

@@ -101,13 +101,15 @@ def run(repo: Path, clock: str, lateness_s: float, timer_ms: int, group: str, co
               help="Directory with <stream>/**.parquet raw events. Default: <repo>/data/replay.")
 @click.option("--speed", default="max", show_default=True,
               help="'max' (as fast as possible, original timestamps) or N (N times real time, retimed to now).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="A steady R events per second instead, each stamped with its moment on the wall clock.")
 @click.option("--stream", "kinds", multiple=True, type=click.Choice([TRANSACTIONS, CLICKSTREAM]),
               help="Replay only this stream (repeatable). Default: both.")
 @click.option("--limit", type=int, default=None, help="Replay only the first N events.")
 @click.option("--partitions", type=click.IntRange(min=1), default=1, show_default=True,
               help="Write each event to its partition <stream>:<join key>:<p> of every join key of its stream "
                    "(the processors' N).")
-def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], limit: int | None,
+def replay(repo: Path, source: Path | None, speed: str, rate: float | None, kinds: tuple[str, ...], limit: int | None,
            partitions: int) -> None:
     """Feed raw events into the streams in event-time order (XADD)."""
     from featurelib.repo import load_store, redis_client
@@ -117,8 +119,10 @@ def replay(repo: Path, source: Path | None, speed: str, kinds: tuple[str, ...], 
         factor = None if speed == "max" else float(speed)
     except ValueError:
         raise click.BadParameter(f"{speed!r} is neither 'max' nor a number", param_hint="--speed") from None
+    if factor is not None and rate is not None:
+        raise click.UsageError("give --speed or --rate, not both")
     client = redis_client(load_store(repo))
-    run_replay(client, source or paths.data_dir(repo) / "replay", kinds=list(kinds) or None, speed=factor,
+    run_replay(client, source or paths.data_dir(repo) / "replay", kinds=list(kinds) or None, speed=factor, rate=rate,
                limit=limit, progress=lambda m: click.echo(m, err=True), partitions=partitions)
 
 

@@ -3,6 +3,9 @@
 * ``speed=None``: as fast as possible, original timestamps (process with ``--clock event``);
 * ``speed=N``: paced at N times real time; timestamps are moved onto the wall clock
   (``t' = start + (t - t0) / N``) so that a live processor (``--clock wall``) accepts them.
+  The rate follows the events' own: quiet nights, busy evenings, bursts;
+* ``rate=R``: a steady R events per second, in event-time order; each event is stamped with
+  its moment on the wall clock (``t' = start + i / R``).
 
 With ``partitions=N`` (N > 1) each event is written once per family of its stream, to the
 partition of its entity (``featurelib.stream.partitions``), as any partitioned producer does.
@@ -74,6 +77,7 @@ def replay(
     *,
     kinds: list[str] | None = None,
     speed: float | None = None,
+    rate: float | None = None,
     limit: int | None = None,
     skip: int = 0,
     batch: int = 5_000,
@@ -83,6 +87,8 @@ def replay(
 ) -> int:
     """XADD the events under ``source`` to their streams (after the first ``skip`` of them, at
     most ``limit``), or to their partitions (``partitions`` > 1); returns how many events."""
+    if speed and rate:
+        raise ValueError("replay takes a speed or a rate, not both")
     streams = streams or STREAMS
     kinds = kinds or list(SCHEMAS)
     if partitions > 1:
@@ -93,15 +99,12 @@ def replay(
     if not kind_of:
         return 0
     t = np.asarray(table.column("event_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
-    start_wall, t0 = now_us(), int(t[0])
-    if speed:
-        t = start_wall + ((t - t0) / speed).astype(np.int64)
-        table = table.set_column(table.schema.get_field_index("event_timestamp"), "event_timestamp",
-                                 pa.array(t).cast(pa.string()))
     rows = encode_table(table)
+    if speed or rate:  # moved onto the wall clock from now on (after encoding: no burst of events already due)
+        t = now_us() + (((t - t[0]) / speed) if speed else np.arange(len(t)) * (1e6 / rate)).astype(np.int64)
     sent, last_report = 0, time.monotonic()
     while sent < len(rows):
-        if speed:
+        if speed or rate:
             due = int(np.searchsorted(t, now_us(), "right"))
             if due <= sent:
                 time.sleep(min(max((t[sent] - now_us()) / 1e6, 0.0005), 0.05))
@@ -112,6 +115,8 @@ def replay(
         pipe = client.pipeline(transaction=False)
         for i in range(sent, end):
             kind = kind_of[i]
+            if speed or rate:
+                rows[i]["event_timestamp"] = str(t[i])
             for stream in [streams[kind]] if partitions == 1 else routes(streams[kind], kind, rows[i], partitions):
                 pipe.xadd(stream, rows[i])
         pipe.execute()
