@@ -246,13 +246,13 @@ class EventBuffer:
     def entities_with_change_points(self, view: s.ViewSemantics, after_us: int, until_us: int) -> list[str]:
         """Entities with a change point ``e + o`` in ``(after_us, until_us]``."""
         self._fold()
-        found: set[str] = set()
+        index = self._index[view.join_key]
+        codes = []
         for o in view.change_offsets:
             lo = int(np.searchsorted(self._t_sorted, after_us - o, "right"))
             hi = int(np.searchsorted(self._t_sorted, until_us - o, "right"))
-            if hi > lo:
-                found.update(self._take(np.sort(self._by_time[lo:hi]), view.join_key).to_pylist())
-        return list(found)
+            codes.append(index.row_code[self._by_time[lo:hi]])
+        return [index.entity_of[c] for c in np.unique(np.concatenate(codes)).tolist()]
 
     def next_change_point(self, after_us: int) -> int | None:
         """The earliest change point of any view of this stream after ``after_us``."""

@@ -7,7 +7,13 @@ columns), and walking the whole window state took 53 ms. So while the loop runs 
 is paused (``paused``), and ``Collector.tick`` runs it on a timer over the objects made since
 its last run: what survives is frozen (never walked again), and every ``full_every_s`` all of it
 is walked once more (reference cycles among frozen objects are freed then). Memory is freed by
-reference counting as usual; only reference cycles wait for a collection.
+reference counting as usual; only reference cycles wait for a collection (a live processor
+makes none: a collection after a thousand live steps found nothing to free).
+
+The cost of a collection is the objects it walks: a second of live steps at 1,000 events/s
+leaves about 10,000 (2 ms), thirty seconds 90 ms in one stall; so a live processor collects
+every ``every_s``. In a backlog a read of 200,000 entries, alive until its step is done, is
+about half a million, so a busy processor collects every ``backlog_every_s`` instead.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ class Collector:
     """Timed collections: ``start`` once the start-up state is built, ``tick`` in the loop,
     ``stop`` at the end."""
 
-    def __init__(self, every_s: float, full_every_s: float):
-        self.every_s, self.full_every_s = every_s, full_every_s
+    def __init__(self, every_s: float, full_every_s: float, backlog_every_s: float = 30.0):
+        self.every_s, self.full_every_s, self.backlog_every_s = every_s, full_every_s, backlog_every_s
         self._last = self._last_full = time.monotonic()
 
     def start(self) -> None:
@@ -44,8 +50,10 @@ class Collector:
         gc.freeze()
         self._last = self._last_full = time.monotonic()
 
-    def tick(self) -> None:
-        if time.monotonic() - self._last < self.every_s:
+    def tick(self, backlog: bool = False) -> None:
+        """Collect if due: ``every_s`` after the last collection, ``backlog_every_s`` while the
+        processor works through a backlog."""
+        if time.monotonic() - self._last < (self.backlog_every_s if backlog else self.every_s):
             return
         if time.monotonic() - self._last_full >= self.full_every_s:
             gc.unfreeze()

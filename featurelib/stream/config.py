@@ -46,5 +46,7 @@ class ProcessorConfig:
     """While the processor runs, Python's cyclic collector runs this often over the objects made
     since its last run, not on allocation counts (``featurelib.stream.collector``): a second of
     objects takes a few milliseconds to walk ..."""
+    gc_backlog_every_s: float = 30.0
+    """... this often while it works through a backlog (a large read stays alive for its step) ..."""
     gc_full_every_s: float = 600.0
     """... and this often over every object."""

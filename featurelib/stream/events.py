@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -162,9 +163,11 @@ def _columns(kind: str, flats: list[list[bytes]], found: list[str | None]) -> di
     for layout, positions in groups.items():
         columns: dict[str, pa.Array] = {}
         problem = layouts.problem(layout)
-        if problem is None:
-            values = zip(*[flats[i][1::2] for i in positions])
-            columns = {name.decode(): pa.array(col, pa.binary()) for name, col in zip(layout, values)}
+        if problem is None:  # the values of the group, entry after entry, then every k-th of them per field
+            values = pa.array(list(chain.from_iterable(flats[i][1::2] for i in positions)), pa.binary())
+            k = len(layout)
+            columns = {name.decode(): values.take(pa.array(np.arange(j, len(positions) * k, k)))
+                       for j, name in enumerate(layout)}
         else:
             for i in positions:
                 found[i] = problem

@@ -359,14 +359,14 @@ class StreamProcessor:
         loaded = self.bootstrap()
         self.log(f"state rebuilt from {loaded:,} landed events; clock {self.cfg.clock}, "
                  f"lateness {self.cfg.lateness_s:g}s; consuming {', '.join(self.streams.values()) or 'nothing yet'}")
-        collection = collector.Collector(self.cfg.gc_every_s, self.cfg.gc_full_every_s)
+        collection = collector.Collector(self.cfg.gc_every_s, self.cfg.gc_full_every_s, self.cfg.gc_backlog_every_s)
         collection.start()
         last_activity = last_progress = time.monotonic()
         failed = True
         try:
             with collector.paused():  # collected on a timer instead (featurelib.stream.collector)
                 while not self._stop:
-                    collection.tick()
+                    collection.tick(backlog=self._read_ahead is not None)
                     if self.tick():
                         last_activity = time.monotonic()
                     if max_events is not None and self.stats.events >= max_events:
