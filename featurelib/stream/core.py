@@ -84,9 +84,8 @@ class StreamCore:
     def now_us(self) -> int:
         return max(self.clock.values(), default=0)
 
-    def classify(self, kind: str, events: pa.Table, arrival_us: np.ndarray | None) -> np.ndarray:
-        """True for events that are not too late (see the module docstring)."""
-        t = column_us(events.column("event_timestamp"))
+    def classify(self, kind: str, t: np.ndarray, arrival_us: np.ndarray | None) -> np.ndarray:
+        """True for events (times ``t``, µs) that are not too late (see the module docstring)."""
         if arrival_us is not None:
             clock = np.asarray(arrival_us, dtype=np.int64)
         else:  # event time: the highest timestamp seen on this stream before each event
@@ -126,16 +125,17 @@ class StreamCore:
         if events.num_rows == 0:
             return None
         fresh = self.buffers[kind].fresh(events)
-        unique = events.filter(pa.array(fresh))
+        unique = events if fresh.all() else events.filter(pa.array(fresh))  # a live step: usually all
         result.duplicates += events.num_rows - unique.num_rows
         if arrival is not None:
             arrival = np.asarray(arrival)[fresh]
-        ok = self.classify(kind, unique, arrival)
-        accepted = unique.filter(pa.array(ok))
+        t = column_us(unique.column("event_timestamp"))
+        ok = self.classify(kind, t, arrival)
+        accepted = unique if ok.all() else unique.filter(pa.array(ok))
         result.accepted[kind] = accepted
-        result.too_late[kind] = unique.filter(pa.array(~ok))
+        result.too_late[kind] = unique.slice(0, 0) if ok.all() else unique.filter(pa.array(~ok))
         if unique.num_rows:
-            latest[kind] = max(latest[kind], int(column_us(unique.column("event_timestamp")).max()))
+            latest[kind] = max(latest[kind], int(t.max()))
         return accepted
 
     def load(self, kind: str) -> None:
