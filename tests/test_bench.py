@@ -26,12 +26,14 @@ def test_online_store_stream_and_race_benchmarks_small(tmp_path: Path) -> None:
     online = json.loads((tmp_path / "online_store.json").read_text())
     assert set(online["writes"]) == {"this store", "Feast redis"}
     assert online["reads"]["store_read_1"]["raw floor (redis-py HMGET pipeline)"]["p50_ms"] > 0
-    for variant, name, processes in (([], "stream", 1), (["--per-stream"], "stream_per_stream", 2)):
+    for variant, name, processes in (([], "stream", 1), (["--per-stream"], "stream_per_stream", 2),
+                                     (["--pacing", "shaped"], "stream_shaped", 1)):
         run([sys.executable, "bench/stream.py", "--cards", "200", "--days", "1", "--seconds", "3", "--rate", "200",
              "--warmup", "6", *variant, "--out", str(tmp_path)], ROOT, timeout=900)
         stream = json.loads((tmp_path / f"{name}.json").read_text())
         assert stream["throughput"]["events"] > 0 and stream["latency"]["events"] > 0 and stream["latency"]["p99_ms"] > 0
         assert stream["latency"]["processes"] == len(stream["latency"]["processor_reports"]) == processes
+        assert stream["latency"]["pacing"] == ("shaped" if "shaped" in name else "steady")
         assert stream["floor"]["events"] == stream["latency"]["events"] and stream["floor"]["p99_ms"] > 0
     run([sys.executable, "bench/race.py", "--rounds", "1", "--out", str(tmp_path)], ROOT, timeout=900)
     race = json.loads((tmp_path / "race.json").read_text())

@@ -254,3 +254,18 @@ def test_replay_at_a_steady_rate_stamps_each_event_with_its_moment(repo: Path, r
     assert all(ms >= t // 1000 for ms, t in entries)
     with pytest.raises(ValueError, match="speed or a rate"):
         replay(client, repo / "data" / "replay", streams=streams, rate=2_000, speed=10.0, limit=1)
+
+
+def test_replay_command_takes_a_rate_or_a_speed(repo: Path, redis_server) -> None:
+    from click.testing import CliRunner
+
+    from featurelib.stream.__main__ import cli
+
+    runner = CliRunner()
+    done = runner.invoke(cli, ["replay", "--repo", str(repo), "--rate", "5000", "--limit", "50"])
+    assert done.exit_code == 0, done.output
+    client = redis_server.client()
+    assert client.xlen("events:transactions") + client.xlen("events:clickstream") == 50
+    both = runner.invoke(cli, ["replay", "--repo", str(repo), "--rate", "5", "--speed", "10"])
+    assert both.exit_code == 2 and "give --speed or --rate, not both" in both.output
+    assert client.xlen("events:transactions") + client.xlen("events:clickstream") == 50
