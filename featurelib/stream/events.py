@@ -151,8 +151,8 @@ def _columns(kind: str, flats: list[list[bytes]], found: list[str | None]) -> di
 
     Entries are grouped by field layout (producers send few: every entry's fields in the same
     order, optional fields left out); a group's values become one Arrow array, entry after
-    entry, and each field's column every k-th value of it (one ``take``). Entries whose layout is wrong (an unknown or repeated field) get
-    their problem in ``found`` and null values."""
+    entry, and each field's column every k-th value of it (one ``take``). Entries whose layout
+    is wrong (an unknown or repeated field) get their problem in ``found`` and null values."""
     layouts = _Layouts(kind)
     names = SCHEMAS[kind].names
     groups: dict[tuple, list[int]] = {}
