@@ -53,7 +53,9 @@ def column_us(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A timestamp column (any unit, any zone) or an integer column as int64 epoch microseconds
     (sub-microsecond digits truncated)."""
     if pa.types.is_timestamp(col.type):
-        col = pc.cast(pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=False), pa.int64())
+        if col.type.unit != "us":
+            col = pc.cast(col, pa.timestamp("us", tz=col.type.tz), safe=False)
+        col = pc.cast(col, pa.int64())
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 

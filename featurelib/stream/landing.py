@@ -12,6 +12,7 @@ in another partition and the batch job counts each event id once. A partitioned 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -52,7 +53,7 @@ class Landing:
         """``place``: where the events of each stream go (default: stream ``kind`` to
         ``raw_dir/<kind>/stream`` and ``quarantine_dir/<kind>``)."""
         self.raw_dir, self.quarantine_dir = raw_dir, quarantine_dir
-        self.place = place or (lambda kind: Place(kind, raw_dir / kind / "stream", quarantine_dir / kind))
+        self.place = functools.cache(place or (lambda kind: Place(kind, raw_dir / kind / "stream", quarantine_dir / kind)))
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.pending: dict[str, _Pending] = {}
         self.last_flush = time.monotonic()
