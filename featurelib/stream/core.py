@@ -131,9 +131,10 @@ class StreamCore:
             arrival = np.asarray(arrival)[fresh]
         t = column_us(unique.column("event_timestamp"))
         ok = self.classify(kind, t, arrival)
-        accepted = unique if ok.all() else unique.filter(pa.array(ok))
+        in_time = bool(ok.all())
+        accepted = unique if in_time else unique.filter(pa.array(ok))
         result.accepted[kind] = accepted
-        result.too_late[kind] = unique.slice(0, 0) if ok.all() else unique.filter(pa.array(~ok))
+        result.too_late[kind] = unique.slice(0, 0) if in_time else unique.filter(pa.array(~ok))
         if unique.num_rows:
             latest[kind] = max(latest[kind], int(t.max()))
         return accepted

@@ -44,7 +44,6 @@ class _Pending:
     accepted: TableLog = field(default_factory=TableLog)  # one small table per step, merged as they come
     quarantine: dict[str, list[pa.Table]] = field(default_factory=dict)
     ids: list[bytes] = field(default_factory=list)
-    rows: int = 0
 
 
 class Landing:
@@ -65,7 +64,6 @@ class Landing:
         p = self.pending.setdefault(kind, _Pending())
         if accepted is not None and accepted.num_rows:
             p.accepted.append(conform(accepted, SCHEMAS[self.place(kind).kind]))
-            p.rows += accepted.num_rows
         for reason, table in (quarantine or {}).items():
             if table.num_rows:
                 p.quarantine.setdefault(reason, []).append(table)
@@ -77,7 +75,7 @@ class Landing:
         return last_landed_id(place.landed, place.quarantine)
 
     def due(self) -> bool:
-        rows = sum(p.rows for p in self.pending.values())
+        rows = sum(p.accepted.rows for p in self.pending.values())
         waiting = any(p.ids for p in self.pending.values())
         return rows >= self.flush_rows or (waiting and time.monotonic() - self.last_flush >= self.flush_seconds)
 

@@ -100,11 +100,12 @@ def replay(
         return 0
     t = np.asarray(table.column("event_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     rows = encode_table(table)
-    if speed or rate:  # moved onto the wall clock from now on (after encoding: no burst of events already due)
+    paced = bool(speed or rate)
+    if paced:  # moved onto the wall clock from now on (after encoding: no burst of events already due)
         t = now_us() + (((t - t[0]) / speed) if speed else np.arange(len(t)) * (1e6 / rate)).astype(np.int64)
     sent, last_report = 0, time.monotonic()
     while sent < len(rows):
-        if speed or rate:
+        if paced:
             due = int(np.searchsorted(t, now_us(), "right"))
             if due <= sent:
                 time.sleep(min(max((t[sent] - now_us()) / 1e6, 0.0005), 0.05))
@@ -115,7 +116,7 @@ def replay(
         pipe = client.pipeline(transaction=False)
         for i in range(sent, end):
             kind = kind_of[i]
-            if speed or rate:
+            if paced:
                 rows[i]["event_timestamp"] = str(t[i])
             for stream in [streams[kind]] if partitions == 1 else routes(streams[kind], kind, rows[i], partitions):
                 pipe.xadd(stream, rows[i])
